@@ -1,0 +1,41 @@
+# Set-up and day-to-day commands. Each target creates the virtual environment it
+# needs in $(VENV) and installs Kaflow into it, so `make run` and `make test`
+# work on a fresh clone.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= ./kaflow-data
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench clean venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@scripts/ensure-python.sh "$(PYTHON)"
+	"$(PYTHON)" -m venv "$(VENV)"
+	"$(BIN)/pip" install --quiet --upgrade pip
+	"$(BIN)/pip" install --quiet -e '.[dev]'
+	touch "$@"
+
+## run: start a single Kaflow node on 127.0.0.1:8092 with data in ./kaflow-data
+run: venv
+	"$(BIN)/kaflow" serve --data-dir "$(DATA_DIR)"
+
+## test: run the whole test suite
+test: venv
+	"$(BIN)/python" -m pytest $(PYTEST_ARGS)
+
+## lint: ruff and mypy on the package
+lint: venv
+	"$(BIN)/ruff" check kaflow tests
+	"$(BIN)/ruff" format --check kaflow
+	"$(BIN)/mypy" kaflow
+
+## bench: single-node produce and fetch benchmark (see docs/benchmarks.md)
+bench: venv
+	"$(BIN)/python" benchmarks/single_node.py
+
+clean:
+	rm -rf "$(VENV)" .mypy_cache .ruff_cache .pytest_cache

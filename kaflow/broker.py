@@ -1,0 +1,232 @@
+"""The broker interface the HTTP frontend calls, and the values it exchanges.
+
+:class:`Broker` is what :mod:`kaflow.server` needs from a node. The real
+implementation is :class:`kaflow.node.Node`; keeping the protocol here lets
+the server be read, typed and tested without the replication layer.
+
+Every method raises a :class:`kaflow.errors.KaflowError` subclass on failure.
+Timestamps are milliseconds since the Unix epoch. Offsets are 64-bit.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = [
+    "Broker",
+    "ClusterStatus",
+    "CommittedOffset",
+    "FetchResult",
+    "MemberStatus",
+    "OffsetCommit",
+    "OffsetLookup",
+    "PartitionInfo",
+    "ProduceRecord",
+    "RaftRole",
+    "RecordMetadata",
+    "StoredRecord",
+    "TopicInfo",
+]
+
+Header = tuple[str, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceRecord:
+    """One record of a produce request.
+
+    ``partition`` None means the broker picks it: murmur2 of the key, or
+    round robin for keyless records. ``timestamp`` None means the broker
+    stamps the record when it accepts the request.
+    """
+
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...] = ()
+    partition: int | None = None
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMetadata:
+    """Where one produced record was stored."""
+
+    partition: int
+    offset: int
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record read back from a partition log."""
+
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[Header, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """Records read from one partition.
+
+    ``next_offset`` is the offset to fetch next: one past the last returned
+    record, or the requested offset when nothing was returned.
+    """
+
+    records: list[StoredRecord]
+    next_offset: int
+    high_watermark: int
+    log_start_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionInfo:
+    partition: int
+    log_start_offset: int
+    high_watermark: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    name: str
+    partitions: list[PartitionInfo]
+    # Effective configuration with Kafka's dotted names, defaults included.
+    config: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetLookup:
+    """The answer to "which offset is at earliest / latest / time T".
+
+    ``offset`` is None when no record has a timestamp at or after T
+    (Kafka returns -1 there). ``timestamp`` is the found record's timestamp
+    for time lookups and None otherwise.
+    """
+
+    partition: int
+    offset: int | None
+    timestamp: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCommit:
+    """A consumer group's position: ``offset`` is the next offset to read."""
+
+    topic: str
+    partition: int
+    offset: int
+    metadata: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedOffset:
+    topic: str
+    partition: int
+    offset: int
+    metadata: str
+    commit_timestamp: int
+    high_watermark: int
+    log_start_offset: int
+
+    @property
+    def lag(self) -> int:
+        """Records between the committed offset and the high watermark."""
+        return max(0, self.high_watermark - self.offset)
+
+
+class RaftRole(enum.Enum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(frozen=True, slots=True)
+class MemberStatus:
+    node_id: str
+    raft_address: str
+    http_address: str | None
+    role: RaftRole | None
+    connected: bool
+    # Leader's view of this member's replication lag in Raft log entries.
+    lag_entries: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    node_id: str
+    role: RaftRole
+    term: int
+    leader_id: str | None
+    commit_index: int
+    applied_index: int
+    ready: bool
+    members: list[MemberStatus] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Broker(Protocol):
+    """What the HTTP frontend needs from a node."""
+
+    @property
+    def node_id(self) -> str: ...
+
+    def is_ready(self) -> bool:
+        """Return True once the node has replayed its log and can serve requests."""
+        ...
+
+    # Topics.
+    def list_topics(self) -> list[TopicInfo]: ...
+
+    def describe_topic(self, name: str) -> TopicInfo: ...
+
+    async def create_topic(self, name: str, partitions: int, config: dict[str, Any]) -> TopicInfo:
+        """Create a topic; ``config`` uses Kafka's dotted names and raw JSON values."""
+        ...
+
+    async def alter_topic(
+        self, name: str, partitions: int | None, config: dict[str, Any]
+    ) -> TopicInfo:
+        """Grow the partition count and/or update config entries.
+
+        A config value of None resets that entry to its default.
+        """
+        ...
+
+    async def delete_topic(self, name: str) -> None: ...
+
+    # Records.
+    async def produce(self, topic: str, records: list[ProduceRecord]) -> list[RecordMetadata]:
+        """Append records; returns after they are committed and applied, in request order."""
+        ...
+
+    async def fetch(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        max_records: int,
+        max_bytes: int,
+        max_wait_ms: int,
+    ) -> FetchResult:
+        """Read from ``offset``; at the high watermark, wait up to ``max_wait_ms`` for data."""
+        ...
+
+    def lookup_offset(self, topic: str, partition: int, at: str | int) -> OffsetLookup:
+        """Resolve ``"earliest"``, ``"latest"`` or a timestamp in ms to an offset."""
+        ...
+
+    # Consumer group offsets.
+    async def commit_offsets(self, group: str, commits: list[OffsetCommit]) -> None: ...
+
+    def committed_offsets(self, group: str) -> list[CommittedOffset]:
+        """Return the group's committed offsets; raises UnknownGroupError if it has none."""
+        ...
+
+    def list_groups(self) -> list[str]: ...
+
+    # Cluster.
+    def cluster_status(self) -> ClusterStatus: ...

@@ -1,0 +1,329 @@
+"""Kaflow's error tree.
+
+Every error a node returns and every error the client raises is a subclass of
+:class:`KaflowError`. Each class has a stable snake_case ``code`` (the wire
+name), the HTTP status the server answers with, and a ``retriable`` flag that
+says whether sending the same request again may succeed without changing it.
+
+::
+
+    KaflowError
+    ├── InvalidRequestError            400 invalid_request
+    │   ├── MalformedBodyError         400 malformed_body
+    │   ├── InvalidTopicNameError      400 invalid_topic_name
+    │   ├── InvalidPartitionsError     400 invalid_partitions
+    │   ├── InvalidConfigError         400 invalid_config
+    │   ├── InvalidOffsetError         400 invalid_offset
+    │   ├── InvalidRecordError         400 invalid_record
+    │   └── EmptyRecordsError          400 empty_records
+    ├── UnsupportedMediaTypeError      415 unsupported_media_type
+    ├── RequestTooLargeError           413 request_too_large
+    ├── RecordTooLargeError            413 record_too_large
+    ├── NotFoundError                  404 not_found
+    │   ├── UnknownTopicError          404 unknown_topic
+    │   ├── UnknownPartitionError      404 unknown_partition
+    │   └── UnknownGroupError          404 unknown_group
+    ├── MethodNotAllowedError          405 method_not_allowed
+    ├── TopicAlreadyExistsError        409 topic_already_exists
+    ├── TopicCollisionError            409 topic_collision
+    ├── OffsetOutOfRangeError          416 offset_out_of_range
+    ├── RetriableError                 (retriable = True)
+    │   ├── NotReadyError              503 not_ready
+    │   ├── LeaderNotAvailableError    503 leader_not_available
+    │   ├── NotLeaderError             503 not_leader
+    │   ├── RequestTimedOutError       504 request_timed_out
+    │   └── UnknownOutcomeError        504 unknown_outcome
+    ├── StorageError                   500 storage_error
+    │   ├── CorruptBatchError          500 corrupt_batch
+    │   └── CorruptLogError            500 corrupt_log
+    └── InternalError                  500 internal_error
+
+The server renders an error as
+``{"error": {"code", "message", "retriable", "details"}}``;
+:func:`error_from_payload` turns that body back into the same class.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "CorruptBatchError",
+    "CorruptLogError",
+    "EmptyRecordsError",
+    "InternalError",
+    "InvalidConfigError",
+    "InvalidOffsetError",
+    "InvalidPartitionsError",
+    "InvalidRecordError",
+    "InvalidRequestError",
+    "InvalidTopicNameError",
+    "KaflowError",
+    "LeaderNotAvailableError",
+    "MalformedBodyError",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "NotLeaderError",
+    "NotReadyError",
+    "OffsetOutOfRangeError",
+    "RecordTooLargeError",
+    "RequestTimedOutError",
+    "RequestTooLargeError",
+    "RetriableError",
+    "StorageError",
+    "TopicAlreadyExistsError",
+    "TopicCollisionError",
+    "UnknownGroupError",
+    "UnknownOutcomeError",
+    "UnknownPartitionError",
+    "UnknownTopicError",
+    "UnsupportedMediaTypeError",
+    "all_error_classes",
+    "error_class_for_code",
+    "error_from_payload",
+]
+
+
+class KaflowError(Exception):
+    """Base class of every error Kaflow raises or returns on the wire.
+
+    ``details`` holds structured fields (the offending value, the limit) that
+    a program can act on without parsing ``message``.
+    """
+
+    code: ClassVar[str] = "kaflow_error"
+    http_status: ClassVar[int] = 500
+    retriable: ClassVar[bool] = False
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def to_payload(self) -> dict[str, Any]:
+        """Return the JSON-ready body the HTTP API sends for this error."""
+        return {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "retriable": self.retriable,
+                "details": self.details,
+            }
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, code={self.code!r})"
+
+
+class InvalidRequestError(KaflowError):
+    """The request is well-formed but a parameter is invalid."""
+
+    code = "invalid_request"
+    http_status = 400
+
+
+class MalformedBodyError(InvalidRequestError):
+    """The body is not valid JSON or msgpack, or has the wrong shape."""
+
+    code = "malformed_body"
+
+
+class InvalidTopicNameError(InvalidRequestError):
+    code = "invalid_topic_name"
+
+
+class InvalidPartitionsError(InvalidRequestError):
+    code = "invalid_partitions"
+
+
+class InvalidConfigError(InvalidRequestError):
+    code = "invalid_config"
+
+
+class InvalidOffsetError(InvalidRequestError):
+    code = "invalid_offset"
+
+
+class InvalidRecordError(InvalidRequestError):
+    code = "invalid_record"
+
+
+class EmptyRecordsError(InvalidRequestError):
+    code = "empty_records"
+
+
+class UnsupportedMediaTypeError(KaflowError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class RequestTooLargeError(KaflowError):
+    code = "request_too_large"
+    http_status = 413
+
+
+class RecordTooLargeError(KaflowError):
+    code = "record_too_large"
+    http_status = 413
+
+
+class NotFoundError(KaflowError):
+    code = "not_found"
+    http_status = 404
+
+
+class UnknownTopicError(NotFoundError):
+    code = "unknown_topic"
+
+
+class UnknownPartitionError(NotFoundError):
+    code = "unknown_partition"
+
+
+class UnknownGroupError(NotFoundError):
+    code = "unknown_group"
+
+
+class MethodNotAllowedError(KaflowError):
+    code = "method_not_allowed"
+    http_status = 405
+
+
+class TopicAlreadyExistsError(KaflowError):
+    code = "topic_already_exists"
+    http_status = 409
+
+
+class TopicCollisionError(KaflowError):
+    """The name differs from an existing topic only by '.' versus '_'.
+
+    Kafka rejects such names because metric names replace '.' with '_', so
+    both topics would report under one name.
+    """
+
+    code = "topic_collision"
+    http_status = 409
+
+
+class OffsetOutOfRangeError(KaflowError):
+    """The offset is below the log start offset or above the high watermark."""
+
+    code = "offset_out_of_range"
+    http_status = 416
+
+
+class RetriableError(KaflowError):
+    """The same request may succeed if sent again after a short wait."""
+
+    code = "retriable_error"
+    http_status = 503
+    retriable = True
+
+
+class NotReadyError(RetriableError):
+    """The node is still starting or replaying its log."""
+
+    code = "not_ready"
+
+
+class LeaderNotAvailableError(RetriableError):
+    """No Raft leader is known, for example during an election."""
+
+    code = "leader_not_available"
+
+
+class NotLeaderError(RetriableError):
+    """The command reached a node that is no longer the Raft leader."""
+
+    code = "not_leader"
+
+
+class RequestTimedOutError(RetriableError):
+    code = "request_timed_out"
+    http_status = 504
+
+
+class UnknownOutcomeError(RetriableError):
+    """The write may or may not have been committed.
+
+    Raft can report a leader change for a command that was committed anyway,
+    so a retry is only safe for idempotent writes.
+    """
+
+    code = "unknown_outcome"
+    http_status = 504
+
+
+class StorageError(KaflowError):
+    """The node failed to read or write its data directory."""
+
+    code = "storage_error"
+    http_status = 500
+
+
+class CorruptBatchError(StorageError):
+    """Bytes that should hold a record batch fail its structure or CRC-32C check."""
+
+    code = "corrupt_batch"
+
+
+class CorruptLogError(StorageError):
+    """A partition directory is inconsistent in a way that recovery must not paper over.
+
+    Examples are a missing segment in the middle of the log, or a closed
+    segment that is shorter than its offset index indicates. Serving such a log
+    would hide lost records, so opening it fails and names the file.
+    """
+
+    code = "corrupt_log"
+
+
+class InternalError(KaflowError):
+    code = "internal_error"
+    http_status = 500
+
+
+def all_error_classes() -> list[type[KaflowError]]:
+    """Return every concrete error class, the base class included."""
+    found: list[type[KaflowError]] = []
+    pending: list[type[KaflowError]] = [KaflowError]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def _build_registry() -> dict[str, type[KaflowError]]:
+    registry: dict[str, type[KaflowError]] = {}
+    for cls in all_error_classes():
+        if cls.code in registry:
+            raise RuntimeError(f"error code {cls.code!r} is used by two classes")
+        registry[cls.code] = cls
+    return registry
+
+
+_REGISTRY = _build_registry()
+
+
+def error_class_for_code(code: str) -> type[KaflowError]:
+    """Return the error class for a wire ``code``; unknown codes map to KaflowError."""
+    return _REGISTRY.get(code, KaflowError)
+
+
+def error_from_payload(payload: Any) -> KaflowError:
+    """Rebuild an error from the body the server sent.
+
+    Accepts the whole body (``{"error": {...}}``) or its inner object; any
+    other shape becomes a plain KaflowError that quotes the body.
+    """
+    inner = payload.get("error", payload) if isinstance(payload, dict) else None
+    if not isinstance(inner, dict) or not isinstance(inner.get("code"), str):
+        return KaflowError(f"unexpected error body from server: {payload!r}")
+
+    cls = error_class_for_code(inner["code"])
+    details = inner.get("details")
+    error = cls(str(inner.get("message", "")), **(details if isinstance(details, dict) else {}))
+    if cls is KaflowError and inner["code"] != KaflowError.code:
+        error.details.setdefault("code", inner["code"])
+    return error

@@ -1,0 +1,283 @@
+"""Replicated commands: what the Raft log carries, one command per entry.
+
+A command is a msgpack map with two fixed keys and per-operation fields.
+Every non-deterministic value (timestamps, partition choice, base offset 0
+batch encoding) is fixed by the proposer before the command enters the log,
+so applying it gives the same result on every member.
+
+Common keys:
+
+``v``   int, format version, currently 1. A decoder rejects other versions.
+``op``  str, one of the operations below.
+
+Operations and their fields (msgpack types):
+
+``create_topic``
+    ``name`` str, ``partitions`` int, ``config`` map str -> int (overrides only).
+``delete_topic``
+    ``name`` str.
+``alter_topic``
+    ``name`` str, ``partitions`` int or nil (nil leaves the count unchanged),
+    ``set`` map str -> int (entries to set), ``reset`` array of str (entries
+    to reset to their defaults).
+``append``
+    ``items`` array of maps, each with ``topic`` str, ``topic_id`` int,
+    ``partition`` int, ``batch`` bin and ``records`` int. ``topic_id`` is the
+    Raft index that created the topic, so a topic deleted and created again
+    between propose and apply is not written to. ``batch`` is a record batch
+    encoded with base offset 0, and the state machine assigns the real base
+    offset. ``records`` is the batch's record count.
+``commit_offsets``
+    ``group`` str, ``timestamp`` int (commit time in ms, fixed by the
+    proposer), ``offsets`` array of maps, each ``topic`` str, ``partition``
+    int, ``offset`` int, ``metadata`` str.
+``delete_records``
+    ``topic`` str, ``partition`` int, ``offset`` int (the new log start
+    offset; records below it are deleted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import msgpack
+
+__all__ = [
+    "FORMAT_VERSION",
+    "AlterTopic",
+    "Append",
+    "AppendItem",
+    "Command",
+    "CommandFormatError",
+    "CommitOffsets",
+    "CreateTopic",
+    "DeleteRecords",
+    "DeleteTopic",
+    "OffsetEntry",
+    "decode_command",
+    "encode_command",
+]
+
+FORMAT_VERSION = 1
+
+
+class CommandFormatError(ValueError):
+    """The bytes are not a command this version can apply."""
+
+
+@dataclass(frozen=True, slots=True)
+class CreateTopic:
+    name: str
+    partitions: int
+    config: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTopic:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class AlterTopic:
+    name: str
+    partitions: int | None
+    config_set: dict[str, int]
+    config_reset: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class AppendItem:
+    """One partition's batch inside an append command."""
+
+    topic: str
+    topic_id: int
+    partition: int
+    batch: bytes
+    record_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    items: list[AppendItem]
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetEntry:
+    topic: str
+    partition: int
+    offset: int
+    metadata: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitOffsets:
+    group: str
+    offsets: list[OffsetEntry]
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRecords:
+    topic: str
+    partition: int
+    offset: int
+
+
+Command: TypeAlias = CreateTopic | DeleteTopic | AlterTopic | Append | CommitOffsets | DeleteRecords
+
+
+def _to_map(command: Command) -> dict[str, Any]:
+    match command:
+        case CreateTopic(name, partitions, config):
+            return {"op": "create_topic", "name": name, "partitions": partitions, "config": config}
+        case DeleteTopic(name):
+            return {"op": "delete_topic", "name": name}
+        case AlterTopic(name, partitions, config_set, config_reset):
+            return {
+                "op": "alter_topic",
+                "name": name,
+                "partitions": partitions,
+                "set": config_set,
+                "reset": config_reset,
+            }
+        case Append(items):
+            return {
+                "op": "append",
+                "items": [
+                    {
+                        "topic": item.topic,
+                        "topic_id": item.topic_id,
+                        "partition": item.partition,
+                        "batch": item.batch,
+                        "records": item.record_count,
+                    }
+                    for item in items
+                ],
+            }
+        case CommitOffsets(group, offsets, timestamp):
+            return {
+                "op": "commit_offsets",
+                "group": group,
+                "timestamp": timestamp,
+                "offsets": [
+                    {
+                        "topic": entry.topic,
+                        "partition": entry.partition,
+                        "offset": entry.offset,
+                        "metadata": entry.metadata,
+                    }
+                    for entry in offsets
+                ],
+            }
+        case DeleteRecords(topic, partition, offset):
+            return {
+                "op": "delete_records",
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+            }
+    raise TypeError(f"not a command: {command!r}")
+
+
+def encode_command(command: Command) -> bytes:
+    """Encode ``command`` as the msgpack map documented in this module."""
+    fields = {"v": FORMAT_VERSION, **_to_map(command)}
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
+    return packed
+
+
+def _field(fields: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = fields.get(name)
+    # bool is a subclass of int, but a boolean is never a valid count or offset.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise CommandFormatError(f"command field {name!r} must be {kind}, got {value!r}")
+    return value
+
+
+def _str_int_map(value: Any, name: str) -> dict[str, int]:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+        for k, v in value.items()
+    ):
+        raise CommandFormatError(f"command field {name!r} must map strings to ints")
+    return dict(value)
+
+
+def _maps(value: Any, name: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise CommandFormatError(f"command field {name!r} must be an array of maps")
+    return value
+
+
+def _from_map(fields: dict[str, Any]) -> Command:
+    op = fields.get("op")
+    if op == "create_topic":
+        return CreateTopic(
+            _field(fields, "name", str),
+            _field(fields, "partitions", int),
+            _str_int_map(fields.get("config"), "config"),
+        )
+    if op == "delete_topic":
+        return DeleteTopic(_field(fields, "name", str))
+    if op == "alter_topic":
+        partitions = fields.get("partitions")
+        if partitions is not None:
+            partitions = _field(fields, "partitions", int)
+        reset = fields.get("reset")
+        if not isinstance(reset, list) or not all(isinstance(key, str) for key in reset):
+            raise CommandFormatError("command field 'reset' must be an array of strings")
+        return AlterTopic(
+            _field(fields, "name", str), partitions, _str_int_map(fields.get("set"), "set"), reset
+        )
+    if op == "append":
+        return Append(
+            [
+                AppendItem(
+                    _field(item, "topic", str),
+                    _field(item, "topic_id", int),
+                    _field(item, "partition", int),
+                    _field(item, "batch", bytes),
+                    _field(item, "records", int),
+                )
+                for item in _maps(fields.get("items"), "items")
+            ]
+        )
+    if op == "commit_offsets":
+        return CommitOffsets(
+            _field(fields, "group", str),
+            [
+                OffsetEntry(
+                    _field(entry, "topic", str),
+                    _field(entry, "partition", int),
+                    _field(entry, "offset", int),
+                    _field(entry, "metadata", str),
+                )
+                for entry in _maps(fields.get("offsets"), "offsets")
+            ],
+            _field(fields, "timestamp", int),
+        )
+    if op == "delete_records":
+        return DeleteRecords(
+            _field(fields, "topic", str),
+            _field(fields, "partition", int),
+            _field(fields, "offset", int),
+        )
+    raise CommandFormatError(f"unknown command op {op!r}")
+
+
+def decode_command(data: bytes) -> Command:
+    """Decode a command; raise CommandFormatError for bytes this version cannot apply."""
+    try:
+        fields = msgpack.unpackb(data, raw=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise CommandFormatError(f"command is not valid msgpack: {exc}") from exc
+    if not isinstance(fields, dict):
+        raise CommandFormatError(f"command must be a msgpack map, got {type(fields).__name__}")
+    version = fields.get("v")
+    if version != FORMAT_VERSION:
+        raise CommandFormatError(
+            f"command format version {version!r} is not supported; this node applies "
+            f"version {FORMAT_VERSION}"
+        )
+    return _from_map(fields)

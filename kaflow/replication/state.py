@@ -1,0 +1,172 @@
+"""The replicated metadata: what every member agrees on, and its snapshot encoding.
+
+Record payloads live in the partition logs, never here. The state contains
+topics, each partition's log start and end offsets, and consumer groups'
+committed offsets, so a snapshot stays small however much data is stored.
+
+Snapshot encoding, version 1::
+
+    offset  size  field    meaning
+    0       4     crc      CRC-32C (Castagnoli) of every byte after this field, big-endian
+    4       n     body     msgpack map, below
+
+Body keys (msgpack types):
+
+``v``           int, format version, 1.
+``index``       int, the Raft log index this state reflects.
+``topics``      array of ``[name str, partitions int, config map str -> int,
+                created_index int]``.
+``partitions``  array of ``[topic str, partition int, log_start_offset int,
+                log_end_offset int]``.
+``groups``      array of ``[group str, topic str, partition int, offset int,
+                metadata str, commit_timestamp int]``.
+
+Arrays are sorted, so two members with equal state produce equal bytes. A
+later version adds producer state for idempotent produce; decoders reject
+versions they do not know.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import crc32c
+import msgpack
+
+__all__ = [
+    "STATE_FORMAT_VERSION",
+    "GroupOffset",
+    "PartitionState",
+    "ReplicatedState",
+    "StateFormatError",
+    "TopicState",
+    "decode_state",
+    "encode_state",
+]
+
+STATE_FORMAT_VERSION = 1
+_CRC = struct.Struct(">I")
+
+
+class StateFormatError(ValueError):
+    """The bytes are not a state snapshot this version can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """A topic as the replicated state records it.
+
+    ``config`` holds only the overrides a user set; ``created_index`` is the
+    Raft index of the create_topic command and identifies this incarnation
+    of the name.
+    """
+
+    name: str
+    partitions: int
+    config: dict[str, int]
+    created_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    """A partition's offsets; ``log_end_offset`` is also its high watermark."""
+
+    log_start_offset: int
+    log_end_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOffset:
+    offset: int
+    metadata: str
+    commit_timestamp: int
+
+
+@dataclass(slots=True)
+class ReplicatedState:
+    """Everything a snapshot holds; owned and mutated by the state machine only."""
+
+    index: int = 0
+    topics: dict[str, TopicState] = field(default_factory=dict)
+    partitions: dict[tuple[str, int], PartitionState] = field(default_factory=dict)
+    groups: dict[str, dict[tuple[str, int], GroupOffset]] = field(default_factory=dict)
+
+
+def encode_state(state: ReplicatedState) -> bytes:
+    """Encode ``state`` as documented in this module; equal states give equal bytes."""
+    body = {
+        "v": STATE_FORMAT_VERSION,
+        "index": state.index,
+        "topics": [
+            [topic.name, topic.partitions, dict(sorted(topic.config.items())), topic.created_index]
+            for topic in sorted(state.topics.values(), key=lambda topic: topic.name)
+        ],
+        "partitions": [
+            [topic, partition, offsets.log_start_offset, offsets.log_end_offset]
+            for (topic, partition), offsets in sorted(state.partitions.items())
+        ],
+        "groups": [
+            [group, topic, partition, entry.offset, entry.metadata, entry.commit_timestamp]
+            for group, offsets in sorted(state.groups.items())
+            for (topic, partition), entry in sorted(offsets.items())
+        ],
+    }
+    packed: bytes = msgpack.packb(body, use_bin_type=True)
+    return _CRC.pack(crc32c.crc32c(packed)) + packed
+
+
+def _rows(body: dict[str, Any], name: str, width: int) -> list[list[Any]]:
+    rows = body.get(name)
+    if not isinstance(rows, list) or not all(
+        isinstance(row, list) and len(row) == width for row in rows
+    ):
+        raise StateFormatError(f"state field {name!r} must be an array of {width}-element arrays")
+    return rows
+
+
+def _decode_body(body: dict[str, Any]) -> ReplicatedState:
+    index = body.get("index")
+    if not isinstance(index, int):
+        raise StateFormatError(f"state field 'index' must be an int, got {index!r}")
+    state = ReplicatedState(index=index)
+    for name, partitions, config, created_index in _rows(body, "topics", 4):
+        state.topics[name] = TopicState(name, partitions, dict(config), created_index)
+    for topic, partition, log_start, log_end in _rows(body, "partitions", 4):
+        state.partitions[(topic, partition)] = PartitionState(log_start, log_end)
+    for group, topic, partition, offset, metadata, timestamp in _rows(body, "groups", 6):
+        state.groups.setdefault(group, {})[(topic, partition)] = GroupOffset(
+            offset, metadata, timestamp
+        )
+    return state
+
+
+def decode_state(data: bytes) -> ReplicatedState:
+    """Decode a state snapshot; raise StateFormatError if it is damaged or of another version."""
+    if len(data) < _CRC.size:
+        raise StateFormatError(f"state snapshot of {len(data)} bytes is shorter than its CRC")
+    (stored_crc,) = _CRC.unpack_from(data)
+    packed = data[_CRC.size :]
+    actual_crc = crc32c.crc32c(packed)
+    if actual_crc != stored_crc:
+        raise StateFormatError(
+            f"state snapshot CRC-32C mismatch: stored {stored_crc:#010x}, "
+            f"computed {actual_crc:#010x}"
+        )
+    try:
+        body = msgpack.unpackb(packed, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise StateFormatError(f"state snapshot is not valid msgpack: {exc}") from exc
+    if not isinstance(body, dict):
+        raise StateFormatError("state snapshot body must be a msgpack map")
+    version = body.get("v")
+    if version != STATE_FORMAT_VERSION:
+        raise StateFormatError(
+            f"state snapshot format version {version!r} is not supported; this node reads "
+            f"version {STATE_FORMAT_VERSION}"
+        )
+    try:
+        return _decode_body(body)
+    except (TypeError, ValueError) as exc:
+        raise StateFormatError(f"state snapshot has a malformed entry: {exc}") from exc

@@ -1,0 +1,469 @@
+"""The deterministic state machine every Raft member runs.
+
+:meth:`StateMachine.apply` runs on the Raft apply thread, one committed
+command at a time in log order. Given the same commands, every member ends
+with the same metadata and byte-identical partition logs, because apply reads
+nothing but the command and the state: timestamps, partitions and batch
+encoding were fixed by the proposer.
+
+Apply validates each command again against the state at its index (a topic
+can be deleted between propose and apply) and returns a rejection instead
+of raising. A storage failure during apply is different: skipping the write
+would let this member diverge silently, so the state machine stops applying
+(every later command is rejected), refuses to take snapshots, and reports
+the failure through ``on_failure``. The node then stops; on restart the log
+replays from the last good snapshot.
+
+Readers on other threads (fetch, describe, offsets) see the metadata under
+a lock. The partition logs allow one writer and many readers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from kaflow.errors import (
+    InvalidPartitionsError,
+    InvalidRecordError,
+    KaflowError,
+    OffsetOutOfRangeError,
+    StorageError,
+    TopicAlreadyExistsError,
+    UnknownPartitionError,
+    UnknownTopicError,
+)
+from kaflow.replication.commands import (
+    AlterTopic,
+    Append,
+    AppendItem,
+    Command,
+    CommandFormatError,
+    CommitOffsets,
+    CreateTopic,
+    DeleteRecords,
+    DeleteTopic,
+    decode_command,
+)
+from kaflow.replication.reconcile import reconcile_logs, topic_log_config
+from kaflow.replication.results import AppendedBatch, CommandResult, Rejection
+from kaflow.replication.state import (
+    GroupOffset,
+    PartitionState,
+    ReplicatedState,
+    TopicState,
+    decode_state,
+    encode_state,
+)
+from kaflow.storage.batch import read_batch_header
+from kaflow.storage.manager import LogManager
+from kaflow.topics import (
+    check_config_keys,
+    check_topic_collision,
+    parse_config,
+    validate_topic_name,
+)
+
+__all__ = ["PartitionListener", "StateMachine"]
+
+logger = logging.getLogger(__name__)
+
+PartitionListener = Callable[[list[tuple[str, int]]], None]
+FailureListener = Callable[[BaseException], None]
+
+
+class StateMachine:
+    """Applies replicated commands to the metadata and the partition logs."""
+
+    def __init__(self, log_manager: LogManager) -> None:
+        self._logs = log_manager
+        self._state = ReplicatedState()
+        self._lock = threading.Lock()
+        self._failure: BaseException | None = None
+        self.on_partitions_changed: PartitionListener | None = None
+        self.on_failure: FailureListener | None = None
+
+    # Reads, safe from any thread.
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The storage failure that stopped apply, or None while healthy."""
+        return self._failure
+
+    @property
+    def applied_index(self) -> int:
+        """Raft index of the last command this state machine applied."""
+        return self._state.index
+
+    def topic(self, name: str) -> TopicState | None:
+        with self._lock:
+            return self._state.topics.get(name)
+
+    def topics(self) -> list[TopicState]:
+        with self._lock:
+            return sorted(self._state.topics.values(), key=lambda topic: topic.name)
+
+    def topic_names(self) -> list[str]:
+        with self._lock:
+            return list(self._state.topics)
+
+    def partition(self, topic: str, partition: int) -> PartitionState | None:
+        with self._lock:
+            return self._state.partitions.get((topic, partition))
+
+    def partitions(self, topic: str) -> list[PartitionState]:
+        """Return the offsets of every partition of ``topic``, in partition order."""
+        with self._lock:
+            found = self._state.topics.get(topic)
+            if found is None:
+                return []
+            return [self._state.partitions[(topic, p)] for p in range(found.partitions)]
+
+    def all_partitions(self) -> dict[tuple[str, int], PartitionState]:
+        with self._lock:
+            return dict(self._state.partitions)
+
+    def group_offsets(self, group: str) -> dict[tuple[str, int], GroupOffset]:
+        with self._lock:
+            return dict(self._state.groups.get(group, {}))
+
+    def groups(self) -> list[str]:
+        with self._lock:
+            return sorted(self._state.groups)
+
+    def stored_partitions(self) -> list[tuple[str, int]]:
+        """Return the partitions that have a log on disk, known to the state or not."""
+        return sorted(self._logs.partitions())
+
+    # Snapshots, called on the Raft apply thread.
+
+    def flush(self, fsync: bool) -> None:
+        """Write every partition log's buffered data out; with ``fsync``, force it to disk."""
+        self._logs.flush_all(fsync)
+
+    def snapshot(self) -> bytes:
+        """Encode the current state; raise StorageError after a storage failure.
+
+        The caller must flush the partition logs first, so the logs hold
+        every record up to the snapshot's end offsets.
+        """
+        if self._failure is not None:
+            raise StorageError(
+                f"no snapshot is taken after the storage failure at apply: {self._failure}"
+            )
+        with self._lock:
+            return encode_state(self._state)
+
+    def restore(self, data: bytes) -> None:
+        """Replace the state with a snapshot and bring the partition logs in line with it."""
+        self._install(decode_state(data))
+
+    def reset(self) -> None:
+        """Start from the empty state, deleting every partition log on disk."""
+        self._install(ReplicatedState())
+
+    def _install(self, state: ReplicatedState) -> None:
+        reconcile_logs(self._logs, state)
+        with self._lock:
+            self._state = state
+        self._notify(list(state.partitions))
+
+    # Apply.
+
+    def apply(self, command: bytes, index: int) -> CommandResult:
+        """Apply one committed command at Raft ``index``; rejections are returned, not raised."""
+        if self._failure is not None:
+            return CommandResult(Rejection.of(self._failure_error()))
+        try:
+            decoded = decode_command(command)
+        except CommandFormatError as exc:
+            logger.error("rejected undecodable command index=%d error=%s", index, exc)
+            return CommandResult(Rejection.of(InvalidRecordError(str(exc), index=index)))
+
+        try:
+            result = self._dispatch(decoded, index)
+        except Exception as exc:
+            self._fail(exc, index)
+            return CommandResult(Rejection.of(self._failure_error()))
+        with self._lock:
+            self._state.index = index
+        return result
+
+    def _dispatch(self, command: Command, index: int) -> CommandResult:
+        try:
+            match command:
+                case Append():
+                    return self._append(command)
+                case CreateTopic():
+                    self._create_topic(command, index)
+                case DeleteTopic():
+                    self._delete_topic(command)
+                case AlterTopic():
+                    self._alter_topic(command)
+                case CommitOffsets():
+                    self._commit_offsets(command)
+                case DeleteRecords():
+                    self._delete_records(command)
+        except _Rejected as rejected:
+            return CommandResult(Rejection.of(rejected.error))
+        return CommandResult()
+
+    def halt(self, exc: BaseException) -> None:
+        """Stop applying commands for good, because the state can no longer be trusted."""
+        if self._failure is not None:
+            return
+        self._failure = exc
+        logger.error(
+            "state machine halted; this node applies no further commands and must be "
+            "restarted, which replays the Raft log from the last snapshot: %s",
+            exc,
+        )
+        if self.on_failure is not None:
+            self.on_failure(exc)
+
+    def _fail(self, exc: BaseException, index: int) -> None:
+        logger.error("storage failed while applying index=%d: %s", index, exc, exc_info=exc)
+        self.halt(exc)
+
+    def _failure_error(self) -> StorageError:
+        return StorageError(
+            f"this node stopped applying commands after a storage failure: {self._failure}; "
+            "restart it after fixing the data directory"
+        )
+
+    def _notify(self, keys: list[tuple[str, int]]) -> None:
+        if keys and self.on_partitions_changed is not None:
+            self.on_partitions_changed(keys)
+
+    def _require_topic(self, name: str, topic_id: int | None = None) -> TopicState:
+        topic = self._state.topics.get(name)
+        if topic is None or (topic_id is not None and topic.created_index != topic_id):
+            raise _Rejected(
+                UnknownTopicError(
+                    f"topic {name!r} not found; create it first or check the name", topic=name
+                )
+            )
+        return topic
+
+    def _require_partition(self, topic: TopicState, partition: int) -> PartitionState:
+        if not 0 <= partition < topic.partitions:
+            raise _Rejected(
+                UnknownPartitionError(
+                    f"partition {partition} of topic {topic.name!r} not found; valid "
+                    f"partitions are 0..{topic.partitions - 1}",
+                    topic=topic.name,
+                    partition=partition,
+                    partitions=topic.partitions,
+                )
+            )
+        return self._state.partitions[(topic.name, partition)]
+
+    def _create_topic(self, command: CreateTopic, index: int) -> None:
+        name = command.name
+        try:
+            validate_topic_name(name)
+            config = parse_config(command.config)
+        except KaflowError as exc:
+            raise _Rejected(exc) from None
+        if name in self._state.topics:
+            raise _Rejected(
+                TopicAlreadyExistsError(
+                    f"topic {name!r} already exists; choose another name or delete it first",
+                    topic=name,
+                )
+            )
+        try:
+            check_topic_collision(name, self._state.topics)
+        except KaflowError as exc:
+            raise _Rejected(exc) from None
+        if command.partitions < 1:
+            raise _Rejected(
+                InvalidPartitionsError(
+                    f"partition count {command.partitions} is below 1",
+                    partitions=command.partitions,
+                )
+            )
+
+        log_config = topic_log_config(config)
+        for partition in range(command.partitions):
+            self._logs.create(name, partition, log_config)
+        topic = TopicState(name, command.partitions, config, index)
+        with self._lock:
+            self._state.topics[name] = topic
+            for partition in range(command.partitions):
+                self._state.partitions[(name, partition)] = PartitionState(0, 0)
+        logger.info(
+            "topic created topic=%s partitions=%d config=%s index=%d",
+            name,
+            command.partitions,
+            config,
+            index,
+        )
+
+    def _delete_topic(self, command: DeleteTopic) -> None:
+        topic = self._require_topic(command.name)
+        keys = [(topic.name, p) for p in range(topic.partitions)]
+        with self._lock:
+            del self._state.topics[topic.name]
+            for key in keys:
+                del self._state.partitions[key]
+            for group in list(self._state.groups):
+                offsets = self._state.groups[group]
+                for key in keys:
+                    offsets.pop(key, None)
+                if not offsets:
+                    del self._state.groups[group]
+        self._logs.delete_topic(topic.name)
+        self._notify(keys)
+        logger.info("topic deleted topic=%s partitions=%d", topic.name, topic.partitions)
+
+    def _alter_topic(self, command: AlterTopic) -> None:
+        topic = self._require_topic(command.name)
+        partitions = topic.partitions if command.partitions is None else command.partitions
+        if partitions < topic.partitions:
+            raise _Rejected(
+                InvalidPartitionsError(
+                    f"topic {topic.name!r} has {topic.partitions} partitions and cannot shrink "
+                    f"to {partitions}",
+                    partitions=partitions,
+                    current_partitions=topic.partitions,
+                )
+            )
+        try:
+            to_set = parse_config(command.config_set)
+            check_config_keys(command.config_reset)
+        except KaflowError as exc:
+            raise _Rejected(exc) from None
+
+        config = {k: v for k, v in topic.config.items() if k not in command.config_reset}
+        config.update(to_set)
+        log_config = topic_log_config(config)
+        new_keys = [(topic.name, p) for p in range(topic.partitions, partitions)]
+        for _, partition in new_keys:
+            self._logs.create(topic.name, partition, log_config)
+        if config != topic.config:
+            for partition in range(topic.partitions):
+                self._logs.get(topic.name, partition).update_config(log_config)
+
+        with self._lock:
+            self._state.topics[topic.name] = TopicState(
+                topic.name, partitions, config, topic.created_index
+            )
+            for key in new_keys:
+                self._state.partitions[key] = PartitionState(0, 0)
+        logger.info(
+            "topic altered topic=%s partitions=%d config=%s", topic.name, partitions, config
+        )
+
+    def _append(self, command: Append) -> CommandResult:
+        outcomes: list[AppendedBatch | Rejection] = []
+        changed: list[tuple[str, int]] = []
+        for item in command.items:
+            try:
+                outcomes.append(self._append_item(item))
+                changed.append((item.topic, item.partition))
+            except _Rejected as rejected:
+                outcomes.append(Rejection.of(rejected.error))
+        self._notify(changed)
+        return CommandResult(appended=tuple(outcomes))
+
+    def _append_item(self, item: AppendItem) -> AppendedBatch:
+        topic = self._require_topic(item.topic, item.topic_id)
+        offsets = self._require_partition(topic, item.partition)
+        _check_batch(item)
+
+        log = self._logs.get(item.topic, item.partition)
+        base_offset, last_offset = log.append(item.batch)
+        if base_offset != offsets.log_end_offset:
+            raise StorageError(
+                f"partition {item.topic}-{item.partition} assigned base offset {base_offset} "
+                f"but the replicated end offset is {offsets.log_end_offset}"
+            )
+        with self._lock:
+            self._state.partitions[(item.topic, item.partition)] = PartitionState(
+                offsets.log_start_offset, last_offset + 1
+            )
+        return AppendedBatch(base_offset, last_offset)
+
+    def _commit_offsets(self, command: CommitOffsets) -> None:
+        if not command.group:
+            raise _Rejected(InvalidRecordError("consumer group name must not be empty"))
+        for entry in command.offsets:
+            topic = self._require_topic(entry.topic)
+            self._require_partition(topic, entry.partition)
+            if entry.offset < 0:
+                raise _Rejected(
+                    OffsetOutOfRangeError(
+                        f"committed offset {entry.offset} is negative",
+                        topic=entry.topic,
+                        partition=entry.partition,
+                        offset=entry.offset,
+                    )
+                )
+        with self._lock:
+            offsets = self._state.groups.setdefault(command.group, {})
+            for entry in command.offsets:
+                offsets[(entry.topic, entry.partition)] = GroupOffset(
+                    entry.offset, entry.metadata, command.timestamp
+                )
+
+    def _delete_records(self, command: DeleteRecords) -> None:
+        topic = self._require_topic(command.topic)
+        offsets = self._require_partition(topic, command.partition)
+        if command.offset > offsets.log_end_offset:
+            raise _Rejected(
+                OffsetOutOfRangeError(
+                    f"cannot delete records up to offset {command.offset} of partition "
+                    f"{command.topic}-{command.partition}: its end offset is "
+                    f"{offsets.log_end_offset}",
+                    offset=command.offset,
+                    log_start_offset=offsets.log_start_offset,
+                    high_watermark=offsets.log_end_offset,
+                )
+            )
+        if command.offset <= offsets.log_start_offset:
+            return
+
+        self._logs.get(command.topic, command.partition).advance_log_start(command.offset)
+        with self._lock:
+            self._state.partitions[(command.topic, command.partition)] = PartitionState(
+                command.offset, offsets.log_end_offset
+            )
+        self._notify([(command.topic, command.partition)])
+        logger.info(
+            "log start advanced topic=%s partition=%d log_start_offset=%d",
+            command.topic,
+            command.partition,
+            command.offset,
+        )
+
+
+class _Rejected(Exception):
+    """Internal signal: the command is refused with ``error``; nothing was changed."""
+
+    def __init__(self, error: KaflowError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _check_batch(item: AppendItem) -> None:
+    try:
+        header = read_batch_header(item.batch)
+    except KaflowError as exc:
+        raise _Rejected(InvalidRecordError(exc.message, topic=item.topic)) from None
+    problem: str | None = None
+    if header.length != len(item.batch):
+        problem = f"header length {header.length} differs from the {len(item.batch)} bytes sent"
+    elif header.record_count != item.record_count:
+        problem = f"batch has {header.record_count} records, command says {item.record_count}"
+    elif header.base_offset != 0:
+        problem = f"batch was encoded with base offset {header.base_offset}, expected 0"
+    if problem is not None:
+        raise _Rejected(
+            InvalidRecordError(
+                f"invalid batch for partition {item.topic}-{item.partition}: {problem}",
+                topic=item.topic,
+                partition=item.partition,
+            )
+        )
