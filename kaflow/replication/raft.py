@@ -408,8 +408,8 @@ class RaftNode:
             if leader is None and known_before:
                 logger.info("raft leader lost term=%d", term)
             else:
-                role = "this node" if leader == self._settings.self_address else "peer"
-                logger.info("raft leader elected leader=%s (%s) term=%d", leader, role, term)
+                local = leader == self._settings.self_address
+                logger.info("raft leader elected leader=%s term=%d local=%s", leader, term, local)
 
         if self._snapshot_written and self._snapshots is not None:
             # PySyncObj renamed the new snapshot file into place after the last tick.
