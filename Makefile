@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= ./kaflow-data
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench clean venv
+.PHONY: run test lint bench clean venv image compose-test
 
 venv: $(VENV)/.installed
 
@@ -36,6 +36,14 @@ lint: venv
 ## bench: single-node produce and fetch benchmark (see docs/benchmarks.md)
 bench: venv
 	"$(BIN)/python" benchmarks/single_node.py
+
+## image: build the Kaflow container image without a registry (see docs/docker.md)
+image:
+	cluster/docker/build-image.sh
+
+## compose-test: build the image and run the container tests (needs root or Docker)
+compose-test: venv
+	KAFLOW_COMPOSE_TESTS=1 "$(BIN)/python" -m pytest tests/compose $(PYTEST_ARGS)
 
 clean:
 	rm -rf "$(VENV)" .mypy_cache .ruff_cache .pytest_cache
