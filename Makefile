@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= ./kaflow-data
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench clean venv image compose-test
+.PHONY: run run-single test lint bench clean venv image compose-test
 
 venv: $(VENV)/.installed
 
@@ -19,8 +19,12 @@ $(VENV)/.installed: pyproject.toml
 	"$(BIN)/pip" install --quiet -e '.[dev]'
 	touch "$@"
 
-## run: start a single Kaflow node on 127.0.0.1:8092 with data in ./kaflow-data
+## run: start a local 3-node Kaflow cluster on 127.0.0.1 (HTTP 8092/8094/8096, data in ./kaflow-data/node-N)
 run: venv
+	"$(BIN)/kaflow" cluster up --data-dir "$(DATA_DIR)"
+
+## run-single: start one Kaflow node on 127.0.0.1:8092 with data in ./kaflow-data
+run-single: venv
 	"$(BIN)/kaflow" serve --data-dir "$(DATA_DIR)"
 
 ## test: run the whole test suite

@@ -24,6 +24,8 @@ __all__ = [
     "OffsetLookup",
     "PartitionInfo",
     "ProduceRecord",
+    "ProducerIdAndEpoch",
+    "ProducerSequences",
     "RaftRole",
     "RecordMetadata",
     "StoredRecord",
@@ -47,6 +49,28 @@ class ProduceRecord:
     headers: tuple[Header, ...] = ()
     partition: int | None = None
     timestamp: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerIdAndEpoch:
+    """The identity of an idempotent producer, allocated by the cluster."""
+
+    producer_id: int
+    producer_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerSequences:
+    """The producer fields of an idempotent produce request.
+
+    ``base_sequences`` maps each partition the request writes to the
+    sequence number of its first record there; the partition's other records
+    follow in request order. Every record must name its partition.
+    """
+
+    producer_id: int
+    producer_epoch: int
+    base_sequences: dict[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +223,25 @@ class Broker(Protocol):
     async def delete_topic(self, name: str) -> None: ...
 
     # Records.
-    async def produce(self, topic: str, records: list[ProduceRecord]) -> list[RecordMetadata]:
-        """Append records; returns after they are committed and applied, in request order."""
+    async def produce(
+        self,
+        topic: str,
+        records: list[ProduceRecord],
+        producer: ProducerSequences | None = None,
+    ) -> list[RecordMetadata]:
+        """Append records; returns after they are committed and applied, in request order.
+
+        With ``producer``, a batch the cluster already stored is not stored
+        again, and the result has the offsets of the stored records.
+        """
+        ...
+
+    async def init_producer(self, producer_id: int | None) -> ProducerIdAndEpoch:
+        """Allocate a producer id with epoch 0, or bump the epoch of ``producer_id``.
+
+        Bumping the epoch fences the previous epoch: its produce requests are
+        rejected with InvalidProducerEpochError from then on.
+        """
         ...
 
     async def fetch(

@@ -42,6 +42,8 @@ class NodeConfig:
     raft_port: int = DEFAULT_RAFT_PORT
     # Raft addresses ("host:port") of the other members; empty for one node.
     peers: tuple[str, ...] = ()
+    # HTTP URL the other members and clients use to reach this node; None means http_address.
+    advertised_url: str | None = None
     # Shared secret that authenticates and encrypts Raft traffic.
     cluster_secret: str | None = None
     fsync: FsyncPolicy = FsyncPolicy.ALWAYS
@@ -55,6 +57,10 @@ class NodeConfig:
     request_timeout_ms: int = 10_000
     # How often the node checks retention.ms and retention.bytes.
     retention_check_interval_ms: int = 5 * 60 * 1000
+    # The Raft log is compacted into a snapshot after this many bytes of commands or this
+    # many entries, whichever comes first; PySyncObj keeps the uncompacted log in memory.
+    raft_compaction_bytes: int = 64 * 1024 * 1024
+    raft_compaction_entries: int = 10_000
 
     @property
     def raft_address(self) -> str:
@@ -63,3 +69,8 @@ class NodeConfig:
     @property
     def http_address(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def advertised_http_url(self) -> str:
+        """The URL this node registers in the member registry."""
+        return self.advertised_url or self.http_address

@@ -11,6 +11,7 @@ says whether sending the same request again may succeed without changing it.
     ├── InvalidRequestError            400 invalid_request
     │   ├── MalformedBodyError         400 malformed_body
     │   ├── InvalidTopicNameError      400 invalid_topic_name
+    │   ├── InvalidGroupNameError      400 invalid_group_name
     │   ├── InvalidPartitionsError     400 invalid_partitions
     │   ├── InvalidConfigError         400 invalid_config
     │   ├── InvalidOffsetError         400 invalid_offset
@@ -22,15 +23,21 @@ says whether sending the same request again may succeed without changing it.
     ├── NotFoundError                  404 not_found
     │   ├── UnknownTopicError          404 unknown_topic
     │   ├── UnknownPartitionError      404 unknown_partition
-    │   └── UnknownGroupError          404 unknown_group
+    │   ├── UnknownGroupError          404 unknown_group
+    │   ├── UnknownProducerIdError     404 unknown_producer_id
+    │   └── UnknownMemberError         404 unknown_member
     ├── MethodNotAllowedError          405 method_not_allowed
     ├── TopicAlreadyExistsError        409 topic_already_exists
     ├── TopicCollisionError            409 topic_collision
+    ├── MemberAlreadyExistsError       409 member_already_exists
+    ├── InvalidProducerEpochError      409 invalid_producer_epoch
+    ├── OutOfOrderSequenceError        409 out_of_order_sequence
     ├── OffsetOutOfRangeError          416 offset_out_of_range
     ├── RetriableError                 (retriable = True)
     │   ├── NotReadyError              503 not_ready
     │   ├── LeaderNotAvailableError    503 leader_not_available
     │   ├── NotLeaderError             503 not_leader
+    │   ├── ReplicaNotAvailableError   503 replica_not_available
     │   ├── RequestTimedOutError       504 request_timed_out
     │   └── UnknownOutcomeError        504 unknown_outcome
     ├── StorageError                   500 storage_error
@@ -53,20 +60,25 @@ __all__ = [
     "EmptyRecordsError",
     "InternalError",
     "InvalidConfigError",
+    "InvalidGroupNameError",
     "InvalidOffsetError",
     "InvalidPartitionsError",
+    "InvalidProducerEpochError",
     "InvalidRecordError",
     "InvalidRequestError",
     "InvalidTopicNameError",
     "KaflowError",
     "LeaderNotAvailableError",
     "MalformedBodyError",
+    "MemberAlreadyExistsError",
     "MethodNotAllowedError",
     "NotFoundError",
     "NotLeaderError",
     "NotReadyError",
     "OffsetOutOfRangeError",
+    "OutOfOrderSequenceError",
     "RecordTooLargeError",
+    "ReplicaNotAvailableError",
     "RequestTimedOutError",
     "RequestTooLargeError",
     "RetriableError",
@@ -74,8 +86,10 @@ __all__ = [
     "TopicAlreadyExistsError",
     "TopicCollisionError",
     "UnknownGroupError",
+    "UnknownMemberError",
     "UnknownOutcomeError",
     "UnknownPartitionError",
+    "UnknownProducerIdError",
     "UnknownTopicError",
     "UnsupportedMediaTypeError",
     "all_error_classes",
@@ -132,6 +146,12 @@ class InvalidTopicNameError(InvalidRequestError):
     code = "invalid_topic_name"
 
 
+class InvalidGroupNameError(InvalidRequestError):
+    """A consumer group name is empty, too long or contains a character outside the allowed set."""
+
+    code = "invalid_group_name"
+
+
 class InvalidPartitionsError(InvalidRequestError):
     code = "invalid_partitions"
 
@@ -184,6 +204,15 @@ class UnknownGroupError(NotFoundError):
     code = "unknown_group"
 
 
+class UnknownProducerIdError(NotFoundError):
+    """The producer id was never allocated, or its state expired after a long idle time.
+
+    The producer must request a new id with ``POST /v1/producers``.
+    """
+
+    code = "unknown_producer_id"
+
+
 class MethodNotAllowedError(KaflowError):
     code = "method_not_allowed"
     http_status = 405
@@ -202,6 +231,42 @@ class TopicCollisionError(KaflowError):
     """
 
     code = "topic_collision"
+    http_status = 409
+
+
+class InvalidProducerEpochError(KaflowError):
+    """The producer epoch is not the current one for its producer id.
+
+    A lower epoch means a newer instance of the producer re-initialised the
+    id and fenced this one, so sending again cannot succeed.
+    """
+
+    code = "invalid_producer_epoch"
+    http_status = 409
+
+
+class OutOfOrderSequenceError(KaflowError):
+    """The batch's base sequence is neither the next expected one nor a recent duplicate.
+
+    Records between the last stored batch and this one are missing, so
+    storing it would break the producer's order. Sending the same request
+    again gets the same answer.
+    """
+
+    code = "out_of_order_sequence"
+    http_status = 409
+
+
+class UnknownMemberError(NotFoundError):
+    """No cluster member has that node id or Raft address."""
+
+    code = "unknown_member"
+
+
+class MemberAlreadyExistsError(KaflowError):
+    """The Raft address to add already belongs to a cluster member."""
+
+    code = "member_already_exists"
     http_status = 409
 
 
@@ -236,6 +301,17 @@ class NotLeaderError(RetriableError):
     """The command reached a node that is no longer the Raft leader."""
 
     code = "not_leader"
+
+
+class ReplicaNotAvailableError(RetriableError):
+    """This node has not yet copied the requested records from another member.
+
+    A node that missed records while it was down copies them from a peer
+    after it rejoins. Until then it answers reads of that range with this
+    error instead of empty or wrong data; another member can serve them now.
+    """
+
+    code = "replica_not_available"
 
 
 class RequestTimedOutError(RetriableError):

@@ -27,11 +27,22 @@ from kaflow.broker import (
     OffsetLookup,
     PartitionInfo,
     ProduceRecord,
+    ProducerIdAndEpoch,
+    ProducerSequences,
     RecordMetadata,
     TopicInfo,
 )
+from kaflow.catchup.serving import (
+    PeerBatches,
+    check_local_lookup,
+    check_local_range,
+    read_batches_for_peer,
+)
+from kaflow.cluster.membership import MembershipManager
+from kaflow.cluster.registration import MemberRegistration
 from kaflow.config import NodeConfig
 from kaflow.errors import (
+    InternalError,
     InvalidOffsetError,
     OffsetOutOfRangeError,
     TopicAlreadyExistsError,
@@ -39,6 +50,8 @@ from kaflow.errors import (
     UnknownPartitionError,
     UnknownTopicError,
 )
+from kaflow.groups import validate_group_name
+from kaflow.observability import NodeMetrics
 from kaflow.partitioner import Partitioner
 from kaflow.replication.cluster_status import build_cluster_status
 from kaflow.replication.commands import (
@@ -46,14 +59,20 @@ from kaflow.replication.commands import (
     CommitOffsets,
     CreateTopic,
     DeleteTopic,
+    InitProducer,
     encode_command,
 )
 from kaflow.replication.produce import plan_produce
+from kaflow.replication.producer_requests import (
+    attach_producer,
+    check_producer_id,
+    check_producer_sequences,
+    record_timestamp,
+)
 from kaflow.replication.replica import Replica
 from kaflow.replication.request_checks import (
     check_fetch_arguments,
     check_fetch_offset,
-    check_group_name,
     offset_entries,
 )
 from kaflow.replication.results import AppendedBatch
@@ -87,6 +106,9 @@ class Node:
         self._config = config
         self._replica = Replica(config)
         self._partitioner = Partitioner()
+        self._metrics = NodeMetrics(self, self._replica)
+        self._registration = MemberRegistration(config, self._replica)
+        self.membership = MembershipManager(config, self._replica)
 
     # Lifecycle.
 
@@ -108,6 +130,11 @@ class Node:
         """The replicated core (logs, state machine, Raft, group commit), for status and tests."""
         return self._replica
 
+    @property
+    def metrics(self) -> NodeMetrics:
+        """The node's Prometheus registry, counters and scrape-time collectors."""
+        return self._metrics
+
     async def start(self, wait_ready: bool = True) -> None:
         """Open storage, start Raft and, with ``wait_ready``, wait until the log is replayed.
 
@@ -117,6 +144,7 @@ class Node:
         release.
         """
         await self._replica.start()
+        self._registration.start()
         if wait_ready:
             await self.wait_ready()
 
@@ -138,6 +166,7 @@ class Node:
 
     async def stop(self) -> None:
         """Stop accepting requests, stop Raft, flush (and fsync) the partition logs, close them."""
+        await self._registration.stop()
         await self._replica.stop()
 
     async def compact(self) -> int:
@@ -173,7 +202,7 @@ class Node:
                 f"partition {partition!r} of topic {topic_name!r} not found; valid partitions are "
                 f"0..{topic.partitions - 1}",
                 topic=topic_name,
-                partition=repr(partition),
+                partition=partition,
                 partitions=topic.partitions,
             )
         try:
@@ -244,27 +273,47 @@ class Node:
         result = await self._replica.propose(encode_command(DeleteTopic(name)))
         result.raise_for_rejection()
         self._partitioner.forget(name)
+        self._metrics.forget_topic(name)
 
     # Records.
 
-    async def produce(self, topic: str, records: list[ProduceRecord]) -> list[RecordMetadata]:
+    async def produce(
+        self,
+        topic: str,
+        records: list[ProduceRecord],
+        producer: ProducerSequences | None = None,
+    ) -> list[RecordMetadata]:
         found = self._topic(topic)
+        if producer is not None:
+            check_producer_sequences(records, producer)
+        now_ms = _now_ms()
         plan = plan_produce(
-            found, records, self._partitioner, _now_ms(), self._config.max_request_bytes
+            found, records, self._partitioner, now_ms, self._config.max_request_bytes
         )
-        outcomes = await self._replica.proposer.append(plan.items)
+        items = plan.items if producer is None else attach_producer(plan.items, producer, now_ms)
+        outcomes = await self._replica.proposer.append(items)
         for outcome in outcomes:
             if not isinstance(outcome, AppendedBatch):
                 raise outcome.to_error()
         appended = [outcome for outcome in outcomes if isinstance(outcome, AppendedBatch)]
+        self._metrics.count_produced(topic, records)
         return [
             RecordMetadata(
                 partition=record.partition,
                 offset=appended[record.item].base_offset + record.position,
-                timestamp=record.timestamp,
+                timestamp=record_timestamp(requested, record.timestamp, appended[record.item]),
             )
-            for record in plan.records
+            for requested, record in zip(records, plan.records, strict=True)
         ]
+
+    async def init_producer(self, producer_id: int | None) -> ProducerIdAndEpoch:
+        self._check_ready()
+        check_producer_id(producer_id)
+        result = await self._replica.propose(encode_command(InitProducer(producer_id, _now_ms())))
+        result.raise_for_rejection()
+        if result.producer is None:
+            raise InternalError(f"init_producer for producer id {producer_id} returned no id")
+        return result.producer
 
     async def fetch(
         self,
@@ -285,6 +334,7 @@ class Node:
                 offsets, log = self._partition(topic, partition)
                 check_fetch_offset(topic, partition, offset, offsets)
                 if offset < offsets.log_end_offset:
+                    check_local_range(topic, partition, offset, offsets, log)
                     return await self._read(topic, partition, offset, log, max_records, max_bytes)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -314,6 +364,7 @@ class Node:
         offsets, _ = self._partition(topic, partition)
         records = [r for r in records if r.offset < offsets.log_end_offset]
         next_offset = records[-1].offset + 1 if records else offset
+        self._metrics.count_fetched(topic, records)
         return FetchResult(records, next_offset, offsets.log_end_offset, offsets.log_start_offset)
 
     def lookup_offset(self, topic: str, partition: int, at: str | int) -> OffsetLookup:
@@ -325,18 +376,29 @@ class Node:
         if isinstance(at, bool) or not isinstance(at, int) or at < 0:
             raise InvalidOffsetError(
                 f"invalid offset lookup {at!r}: use 'earliest', 'latest' or a timestamp in ms >= 0",
-                at=repr(at),
+                at=at,
             )
         found = log.offset_for_timestamp(at)
+        check_local_lookup(topic, partition, found, offsets, log)
         if found is None or found[0] >= offsets.log_end_offset:
             return OffsetLookup(partition, None, None)
         return OffsetLookup(partition, found[0], found[1])
+
+    async def read_batches_for_peer(
+        self, topic: str, partition: int, offset: int, max_bytes: int
+    ) -> PeerBatches:
+        """Return raw batches for another member's back-fill; see kaflow.catchup.serving."""
+        state, logs = self._check_ready()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            None, read_batches_for_peer, state, logs, topic, partition, offset, max_bytes
+        )
 
     # Consumer group offsets.
 
     async def commit_offsets(self, group: str, commits: list[OffsetCommit]) -> None:
         self._check_ready()
-        check_group_name(group)
+        validate_group_name(group)
         for commit in commits:
             self._partition(commit.topic, commit.partition)
         entries = offset_entries(commits)
@@ -350,6 +412,7 @@ class Node:
 
     def committed_offsets(self, group: str) -> list[CommittedOffset]:
         state, _ = self._check_ready()
+        validate_group_name(group)
         found = state.group_offsets(group)
         if not found:
             raise UnknownGroupError(
@@ -380,7 +443,11 @@ class Node:
     def cluster_status(self) -> ClusterStatus:
         """Return this node's view of the Raft group; works while the node is not ready."""
         return build_cluster_status(
-            self._config, self._replica.raft_status(), self.is_ready(), self.failure
+            self._config,
+            self._replica.raft_status(),
+            self.is_ready(),
+            self.failure,
+            self.membership.registry(),
         )
 
 

@@ -24,11 +24,13 @@ from kaflow.errors import (
     InvalidTopicNameError,
     TopicCollisionError,
 )
+from kaflow.storage.batch import record_size_estimate
 
 __all__ = [
     "INDEX_INTERVAL_BYTES",
     "MAX_MESSAGE_BYTES",
     "MAX_TOPIC_NAME_LENGTH",
+    "MIN_MAX_MESSAGE_BYTES",
     "RETENTION_BYTES",
     "RETENTION_MS",
     "SEGMENT_BYTES",
@@ -59,6 +61,12 @@ INDEX_INTERVAL_BYTES = "index.interval.bytes"
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
 _DAY_MS = 24 * 60 * 60 * 1000
+# Size of the smallest record (null key and value, no headers) as produce
+# measures it against max.message.bytes: a lower limit would reject every record.
+MIN_MAX_MESSAGE_BYTES = record_size_estimate(None, None, ())
+# A config string is plain ASCII decimal: no sign other than '-', no spaces, no '_'.
+_DECIMAL = re.compile(r"-?[0-9]+")
+_MAX_DECIMAL_LENGTH = len(str(-_INT64_MAX))
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +114,7 @@ TOPIC_CONFIGS: dict[str, ConfigSpec] = {
         ConfigSpec(
             MAX_MESSAGE_BYTES,
             1024 * 1024,
-            0,
+            MIN_MAX_MESSAGE_BYTES,
             _INT32_MAX,
             "largest record accepted, in bytes (key, value, headers and per-record overhead)",
         ),
@@ -125,7 +133,7 @@ def validate_topic_name(name: object) -> str:
     """Return ``name`` if it is a valid topic name; raise InvalidTopicNameError otherwise."""
     if not isinstance(name, str):
         raise InvalidTopicNameError(
-            f"topic name must be a string, got {type(name).__name__}", name=repr(name)
+            f"topic name must be a string, got {type(name).__name__}", expected="a string"
         )
     if not name:
         raise InvalidTopicNameError("topic name must not be empty", name=name)
@@ -135,7 +143,7 @@ def validate_topic_name(name: object) -> str:
             f"{MAX_TOPIC_NAME_LENGTH}; use a shorter name",
             name=name,
             length=len(name),
-            max_length=MAX_TOPIC_NAME_LENGTH,
+            max=MAX_TOPIC_NAME_LENGTH,
         )
     if name in (".", ".."):
         raise InvalidTopicNameError(f"topic name {name!r} is reserved", name=name)
@@ -177,14 +185,14 @@ def validate_partition_count(partitions: object, max_partitions: int) -> int:
     if isinstance(partitions, bool) or not isinstance(partitions, int):
         raise InvalidPartitionsError(
             f"partition count must be an integer, got {partitions!r}",
-            partitions=repr(partitions),
+            expected="an integer",
         )
     if not 1 <= partitions <= max_partitions:
         raise InvalidPartitionsError(
             f"partition count {partitions} is outside the valid range 1..{max_partitions}",
             partitions=partitions,
-            min_partitions=1,
-            max_partitions=max_partitions,
+            min=1,
+            max=max_partitions,
         )
     return partitions
 
@@ -207,25 +215,35 @@ def _parse_value(spec: ConfigSpec, raw: object) -> int:
         value: int | None = None
     elif isinstance(raw, int):
         value = raw
-    elif isinstance(raw, str) and re.fullmatch(r"-?[0-9]+", raw.strip()):
-        value = int(raw.strip())
+    elif isinstance(raw, str) and _DECIMAL.fullmatch(raw):
+        # Every valid value has at most 20 characters; int() of a much longer
+        # string raises ValueError (Python limits it to 4300 digits).
+        value = int(raw) if len(raw) <= _MAX_DECIMAL_LENGTH else None
+        if value is None:
+            raise _out_of_range(spec, raw, f"{raw[:_MAX_DECIMAL_LENGTH]}... ({len(raw)} digits)")
     else:
         value = None
     if value is None:
+        excerpt = raw[:64] + "..." if isinstance(raw, str) and len(raw) > 64 else raw
         raise InvalidConfigError(
-            f"config {spec.name} must be an integer or a decimal string, got {raw!r}",
+            f'config {spec.name} must be an integer or a decimal string such as "60000" '
+            f"(no spaces or '+'), got {excerpt!r}",
             key=spec.name,
-            value=repr(raw),
+            value=raw,
         )
     if not spec.minimum <= value <= spec.maximum:
-        raise InvalidConfigError(
-            f"config {spec.name}={value} is outside the valid range {spec.minimum}..{spec.maximum}",
-            key=spec.name,
-            value=value,
-            minimum=spec.minimum,
-            maximum=spec.maximum,
-        )
+        raise _out_of_range(spec, value, str(value))
     return value
+
+
+def _out_of_range(spec: ConfigSpec, value: object, shown: str) -> InvalidConfigError:
+    return InvalidConfigError(
+        f"config {spec.name}={shown} is outside the valid range {spec.minimum}..{spec.maximum}",
+        key=spec.name,
+        value=value,
+        min=spec.minimum,
+        max=spec.maximum,
+    )
 
 
 def _spec_for(key: object) -> ConfigSpec:

@@ -301,7 +301,7 @@ async def test_node_rejects_invalid_produce(node: Node) -> None:
     with pytest.raises(RecordTooLargeError, match=r"max\.message\.bytes=100") as raised:
         await node.produce("t", [ProduceRecord(None, b"ok"), ProduceRecord(None, b"x" * 200)])
     assert raised.value.details["index"] == 1
-    assert raised.value.details["max_message_bytes"] == 100
+    assert raised.value.details["limit"] == 100
     with pytest.raises(UnknownTopicError):
         await node.produce("missing", [ProduceRecord(None, b"v")])
     with pytest.raises(UnknownPartitionError):

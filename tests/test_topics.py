@@ -77,7 +77,7 @@ def test_topic_collision_ignores_same_name_and_others() -> None:
 
 
 def test_config_accepts_ints_and_decimal_strings() -> None:
-    parsed = parse_config({"retention.ms": "-1", "segment.bytes": 1024, "retention.bytes": " 5 "})
+    parsed = parse_config({"retention.ms": "-1", "segment.bytes": 1024, "retention.bytes": "5"})
 
     assert parsed == {"retention.ms": -1, "segment.bytes": 1024, "retention.bytes": 5}
 
@@ -100,7 +100,8 @@ def test_config_unknown_key_lists_valid_keys() -> None:
         ("retention.ms", -2, "retention.ms=-2 is outside the valid range -1.."),
         ("retention.bytes", "-2", "retention.bytes=-2 is outside"),
         ("segment.ms", 0, "segment.ms=0 is outside the valid range 1.."),
-        ("max.message.bytes", -1, "max.message.bytes=-1 is outside the valid range 0.."),
+        ("max.message.bytes", -1, "max.message.bytes=-1 is outside the valid range 19.."),
+        ("max.message.bytes", 18, "max.message.bytes=18 is outside the valid range 19.."),
         ("index.interval.bytes", -1, "index.interval.bytes=-1 is outside"),
     ],
     ids=[
@@ -110,6 +111,7 @@ def test_config_unknown_key_lists_valid_keys() -> None:
         "retention-bytes-string",
         "segment-ms-zero",
         "max-message-bytes-negative",
+        "max-message-bytes-below-empty-record",
         "index-interval-negative",
     ],
 )
@@ -122,8 +124,20 @@ def test_config_value_out_of_range(key: str, value: Any, match: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [True, 1.5, "1e3", "12ms", "", None, [1]],
-    ids=["bool", "float", "exponent", "suffix", "empty-string", "none", "list"],
+    [True, 1.5, "1e3", "12ms", "", None, [1], " 5 ", "5\n", "+5", "1_000"],
+    ids=[
+        "bool",
+        "float",
+        "exponent",
+        "suffix",
+        "empty-string",
+        "none",
+        "list",
+        "spaces",
+        "newline",
+        "plus",
+        "underscore",
+    ],
 )
 def test_config_value_wrong_type(value: Any) -> None:
     with pytest.raises(InvalidConfigError, match=r"retention\.ms"):

@@ -7,7 +7,10 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from kaflow.cli.http import NodeClient
+from kaflow.cli.exit_codes import UsageError
+from kaflow.cli.http import NodeClient, validate_bootstrap_url
+from kaflow.errors import InvalidGroupNameError
+from kaflow.groups import validate_group_name
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
@@ -16,7 +19,9 @@ __all__ = [
     "SubParsers",
     "add_client_options",
     "add_output_option",
+    "bootstrap_url",
     "config_entry",
+    "group_name",
     "make_client",
     "non_negative_int",
     "port_number",
@@ -70,6 +75,22 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def bootstrap_url(text: str) -> str:
+    """Return the node URL without a trailing slash; see validate_bootstrap_url."""
+    try:
+        return validate_bootstrap_url(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def group_name(text: str) -> str:
+    """Return ``text`` if it is a valid consumer group name, checked as the node checks it."""
+    try:
+        return validate_group_name(text)
+    except InvalidGroupNameError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def config_entry(text: str) -> tuple[str, Any]:
     """Parse ``key=value``; a decimal integer value becomes an int, anything else stays a string."""
     key, separator, value = text.partition("=")
@@ -98,6 +119,7 @@ def add_client_options(parser: argparse.ArgumentParser, *, top_level: bool) -> N
     parser.add_argument(
         "--bootstrap",
         metavar="URL",
+        type=bootstrap_url,
         default=bootstrap_default,
         help=(
             "HTTP address of the node to talk to "

@@ -16,6 +16,7 @@ from typing import Any
 from kaflow.cli.arguments import (
     SubParsers,
     add_client_options,
+    group_name,
     make_client,
     non_negative_int,
     positive_int,
@@ -95,7 +96,11 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument(
         "--group",
         metavar="GROUP",
-        help="start from GROUP's committed offsets and commit the next offset after printing",
+        type=group_name,
+        help=(
+            "start from GROUP's committed offsets and commit the next offset after printing; "
+            "GROUP is 1 to 255 letters, digits, '.', '_' or '-'"
+        ),
     )
 
     parser.add_argument(

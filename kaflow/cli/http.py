@@ -29,16 +29,32 @@ QueryValue = str | int
 
 
 def validate_bootstrap_url(url: str) -> str:
-    """Return ``url`` without a trailing slash, or raise UsageError if it is not http(s)://host."""
+    """Return ``url`` without a trailing slash; raise UsageError unless it is http(s)://HOST[:PORT].
+
+    The client appends the API paths (``/v1/...``) itself, so a URL with a
+    path such as ``/v1`` would address ``/v1/v1/...`` and is rejected.
+    """
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise UsageError(
             f"invalid bootstrap URL {url!r}: expected http://HOST:PORT, "
             "for example http://127.0.0.1:8092"
         )
+    try:
+        # Reading the port raises ValueError unless it is a number in 0..65535.
+        _ = parsed.port
+    except ValueError:
+        raise UsageError(
+            f"invalid bootstrap URL {url!r}: the port must be a number in 0..65535"
+        ) from None
     if parsed.query or parsed.fragment:
         raise UsageError(f"invalid bootstrap URL {url!r}: remove the query string or fragment")
-    return url.rstrip("/")
+    if parsed.path not in ("", "/"):
+        raise UsageError(
+            f"invalid bootstrap URL {url!r}: remove the path {parsed.path!r}; "
+            "give only http://HOST:PORT, the client adds /v1/... itself"
+        )
+    return url.removesuffix("/")
 
 
 def _quote(segment: str | int) -> str:

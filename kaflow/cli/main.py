@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -21,10 +22,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run `kaflow` with ``argv`` (default: sys.argv[1:]) and return the exit status.
 
     Usage errors that argparse detects raise SystemExit(2) from inside
-    argparse, after it printed the usage line.
+    argparse, after it printed the usage line. Usage errors found later print
+    the same way and return 2.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    # The innermost subcommand's parser, so its usage line is the one printed.
+    usage_parser: argparse.ArgumentParser = getattr(args, "usage_parser", parser)
+    if unknown:
+        usage_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command != "serve":
         configure_logging("WARNING", "text")
 
@@ -32,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args)
         return status
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        usage_parser.print_usage(sys.stderr)
+        print(f"{usage_parser.prog}: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE_ERROR
     except KaflowError as exc:
         code = exc.details.get("code", exc.code) if type(exc) is KaflowError else exc.code

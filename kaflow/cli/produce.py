@@ -250,8 +250,9 @@ def _run(args: argparse.Namespace) -> int:
         _produce_input(producer, args, key_separator, headers)
     except (KaflowError, NodeUnreachableError, UsageError):
         if producer.produced:
+            noun = "record was" if producer.produced == 1 else "records were"
             print(
-                f"note: {producer.produced} records were produced before this error",
+                f"note: {producer.produced} {noun} produced before this error",
                 file=sys.stderr,
             )
         raise

@@ -200,7 +200,7 @@ async def _serve_http(
 ) -> None:
     """Serve HTTP until a signal arrives or the node stops itself."""
     runner = web.AppRunner(
-        create_app(node, config),
+        create_app(node, config, node.metrics),
         access_log_class=AccessLogger,
         access_log=logging.getLogger(ACCESS_LOGGER_NAME),
         handle_signals=False,

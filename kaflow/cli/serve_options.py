@@ -1,9 +1,11 @@
 """Options of `kaflow serve`: one per NodeConfig field plus logging and process settings.
 
 Every option can also be set through the environment variable
-``KAFLOW_<OPTION>`` (``--data-dir`` is ``KAFLOW_DATA_DIR``). A flag on the
-command line takes precedence over the variable, and an empty variable
-counts as unset. ``KAFLOW_PEER`` takes a comma-separated list.
+``KAFLOW_<OPTION>`` (``--data-dir`` is ``KAFLOW_DATA_DIR``) and through
+the TOML file named by ``--config`` or ``KAFLOW_CONFIG``
+(kaflow.cluster.config_file). A flag takes precedence over the variable,
+the variable over the file, and the file over the default; an empty
+variable counts as unset. ``KAFLOW_PEER`` takes a comma-separated list.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 from kaflow.cli.arguments import Handler, SubParsers, non_negative_int, port_number, positive_int
 from kaflow.cli.exit_codes import UsageError
 from kaflow.cli.logging_setup import LOG_FORMATS, LOG_LEVELS
+from kaflow.cluster.config_file import ConfigFileError, ConfigKey, read_config_file
 from kaflow.config import FsyncPolicy, NodeConfig
 
 __all__ = ["SERVE_OPTIONS", "ServeOption", "ServeSettings", "register", "resolve_serve_settings"]
@@ -98,6 +102,22 @@ def _peer(text: str) -> str:
     return text
 
 
+def _advertised_url(text: str) -> str:
+    parsed = urllib.parse.urlsplit(text)
+    if (
+        parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or parsed.path not in ("", "/")
+        or parsed.query
+        or parsed.fragment
+    ):
+        raise argparse.ArgumentTypeError(
+            f"invalid advertised URL {text!r}: expected http://HOST:PORT with no path, "
+            "for example http://10.0.0.2:8092"
+        )
+    return text.rstrip("/")
+
+
 def _fsync(text: str) -> FsyncPolicy:
     try:
         return FsyncPolicy(text.lower())
@@ -140,6 +160,11 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         "--raft-port", "raft_port", port_number, _NODE_DEFAULTS.raft_port,
         "TCP port of this node's Raft endpoint; 0 picks a free port (single node only)",
         "PORT", str(_NODE_DEFAULTS.raft_port),
+    ),
+    ServeOption(
+        "--advertised-url", "advertised_url", _advertised_url, None,
+        "HTTP URL that clients and the other members use to reach this node; registered "
+        "cluster-wide", "URL", "http://HOST:PORT from --host and the bound --port",
     ),
     ServeOption(
         "--node-id", "node_id", _node_id, _NODE_DEFAULTS.node_id,
@@ -188,6 +213,19 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         str(_NODE_DEFAULTS.retention_check_interval_ms),
     ),
     ServeOption(
+        "--raft-compaction-bytes", "raft_compaction_bytes", positive_int,
+        _NODE_DEFAULTS.raft_compaction_bytes,
+        "advanced: bytes of Raft commands after which the Raft log is compacted into a "
+        "snapshot; the uncompacted log is kept in memory, so this bounds its size", "BYTES",
+        str(_NODE_DEFAULTS.raft_compaction_bytes),
+    ),
+    ServeOption(
+        "--raft-compaction-entries", "raft_compaction_entries", positive_int,
+        _NODE_DEFAULTS.raft_compaction_entries,
+        "advanced: number of Raft log entries after which the log is compacted into a "
+        "snapshot", "N", str(_NODE_DEFAULTS.raft_compaction_entries),
+    ),
+    ServeOption(
         "--log-level", "log_level", _choice("log level", LOG_LEVELS), "INFO",
         "minimum level of the log lines written to stderr: " + ", ".join(LOG_LEVELS),
         "LEVEL", "INFO",
@@ -222,6 +260,15 @@ def register(subparsers: SubParsers, handler: Handler) -> None:
             "requests it logs 'node ready node_id=... http=... raft=... data_dir=...'."
         ),
     )
+    parser.add_argument(
+        "--config",
+        dest="config_file",
+        type=_path,
+        default=None,
+        metavar="FILE",
+        help='TOML file with option names as keys, for example node-id = "2"; flags and '
+        "environment variables take precedence over it (default: none; env: $KAFLOW_CONFIG)",
+    )
     for option in SERVE_OPTIONS:
         parser.add_argument(
             option.flag,
@@ -237,7 +284,10 @@ def register(subparsers: SubParsers, handler: Handler) -> None:
 
 def resolve_serve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> ServeSettings:
     """Merge flags, environment variables and defaults; raise UsageError on invalid values."""
-    values = {option.field: _resolve_option(option, args, environ) for option in SERVE_OPTIONS}
+    from_file = _read_config_file(args, environ)
+    values = {
+        option.field: _resolve_option(option, args, environ, from_file) for option in SERVE_OPTIONS
+    }
     if values["raft_host"] is None:
         values["raft_host"] = values["host"]
     values["peers"] = tuple(values["peers"])
@@ -248,8 +298,33 @@ def resolve_serve_settings(args: argparse.Namespace, environ: Mapping[str, str])
     return ServeSettings(config=config, **settings_values)
 
 
+def _read_config_file(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
+    path = getattr(args, "config_file", None)
+    if path is None and environ.get("KAFLOW_CONFIG"):
+        path = Path(environ["KAFLOW_CONFIG"])
+    if path is None:
+        return {}
+    keys = [
+        ConfigKey(
+            option.flag.removeprefix("--"),
+            option.field,
+            option.parse,
+            option.repeatable,
+            option.secret,
+        )
+        for option in SERVE_OPTIONS
+    ]
+    try:
+        return read_config_file(path, keys)
+    except ConfigFileError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _resolve_option(
-    option: ServeOption, args: argparse.Namespace, environ: Mapping[str, str]
+    option: ServeOption,
+    args: argparse.Namespace,
+    environ: Mapping[str, str],
+    from_file: Mapping[str, Any],
 ) -> Any:
     from_flag = getattr(args, option.field, None)
     if from_flag is not None:
@@ -257,7 +332,7 @@ def _resolve_option(
 
     raw = environ.get(option.env_var, "")
     if not raw:
-        return option.default
+        return from_file.get(option.field, option.default)
     try:
         if option.repeatable:
             return [option.parse(item.strip()) for item in raw.split(",") if item.strip()]

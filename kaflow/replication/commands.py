@@ -34,6 +34,20 @@ Operations and their fields (msgpack types):
 ``delete_records``
     ``topic`` str, ``partition`` int, ``offset`` int (the new log start
     offset; records below it are deleted).
+``init_producer``
+    ``producer_id`` int or nil (nil allocates a new id with epoch 0, an int
+    bumps that id's epoch), ``timestamp`` int (ms, fixed by the proposer).
+``register_member``
+    ``node_id`` str, ``raft_address`` str, ``http_url`` str: adds or
+    replaces a member registry entry (kaflow.cluster.registry).
+``unregister_member``
+    ``raft_address`` str: removes that member's registry entry.
+
+An ``append`` item of an idempotent produce request also has
+``producer_id`` int, ``producer_epoch`` int, ``base_sequence`` int (the
+sequence number of the batch's first record) and ``timestamp`` int (the
+time in ms the node accepted the request, which it stamped on records sent
+without a timestamp). An item has all four keys or none of them.
 """
 
 from __future__ import annotations
@@ -54,7 +68,11 @@ __all__ = [
     "CreateTopic",
     "DeleteRecords",
     "DeleteTopic",
+    "InitProducer",
     "OffsetEntry",
+    "ProducerBatch",
+    "RegisterMember",
+    "UnregisterMember",
     "decode_command",
     "encode_command",
 ]
@@ -87,6 +105,16 @@ class AlterTopic:
 
 
 @dataclass(frozen=True, slots=True)
+class ProducerBatch:
+    """The producer fields of one idempotent append item."""
+
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
 class AppendItem:
     """One partition's batch inside an append command."""
 
@@ -95,6 +123,8 @@ class AppendItem:
     partition: int
     batch: bytes
     record_count: int
+    # Set for an idempotent produce request; None for a plain one.
+    producer: ProducerBatch | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +154,35 @@ class DeleteRecords:
     offset: int
 
 
-Command: TypeAlias = CreateTopic | DeleteTopic | AlterTopic | Append | CommitOffsets | DeleteRecords
+@dataclass(frozen=True, slots=True)
+class InitProducer:
+    producer_id: int | None
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterMember:
+    node_id: str
+    raft_address: str
+    http_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnregisterMember:
+    raft_address: str
+
+
+Command: TypeAlias = (
+    CreateTopic
+    | DeleteTopic
+    | AlterTopic
+    | Append
+    | CommitOffsets
+    | DeleteRecords
+    | InitProducer
+    | RegisterMember
+    | UnregisterMember
+)
 
 
 def _to_map(command: Command) -> dict[str, Any]:
@@ -142,19 +200,7 @@ def _to_map(command: Command) -> dict[str, Any]:
                 "reset": config_reset,
             }
         case Append(items):
-            return {
-                "op": "append",
-                "items": [
-                    {
-                        "topic": item.topic,
-                        "topic_id": item.topic_id,
-                        "partition": item.partition,
-                        "batch": item.batch,
-                        "records": item.record_count,
-                    }
-                    for item in items
-                ],
-            }
+            return {"op": "append", "items": [_item_to_map(item) for item in items]}
         case CommitOffsets(group, offsets, timestamp):
             return {
                 "op": "commit_offsets",
@@ -177,7 +223,34 @@ def _to_map(command: Command) -> dict[str, Any]:
                 "partition": partition,
                 "offset": offset,
             }
+        case InitProducer(producer_id, timestamp):
+            return {"op": "init_producer", "producer_id": producer_id, "timestamp": timestamp}
+        case RegisterMember(node_id, raft_address, http_url):
+            return {
+                "op": "register_member",
+                "node_id": node_id,
+                "raft_address": raft_address,
+                "http_url": http_url,
+            }
+        case UnregisterMember(raft_address):
+            return {"op": "unregister_member", "raft_address": raft_address}
     raise TypeError(f"not a command: {command!r}")
+
+
+def _item_to_map(item: AppendItem) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "topic": item.topic,
+        "topic_id": item.topic_id,
+        "partition": item.partition,
+        "batch": item.batch,
+        "records": item.record_count,
+    }
+    if item.producer is not None:
+        fields["producer_id"] = item.producer.producer_id
+        fields["producer_epoch"] = item.producer.producer_epoch
+        fields["base_sequence"] = item.producer.base_sequence
+        fields["timestamp"] = item.producer.timestamp
+    return fields
 
 
 def encode_command(command: Command) -> bytes:
@@ -231,18 +304,7 @@ def _from_map(fields: dict[str, Any]) -> Command:
             _field(fields, "name", str), partitions, _str_int_map(fields.get("set"), "set"), reset
         )
     if op == "append":
-        return Append(
-            [
-                AppendItem(
-                    _field(item, "topic", str),
-                    _field(item, "topic_id", int),
-                    _field(item, "partition", int),
-                    _field(item, "batch", bytes),
-                    _field(item, "records", int),
-                )
-                for item in _maps(fields.get("items"), "items")
-            ]
-        )
+        return Append([_item_from_map(item) for item in _maps(fields.get("items"), "items")])
     if op == "commit_offsets":
         return CommitOffsets(
             _field(fields, "group", str),
@@ -263,7 +325,39 @@ def _from_map(fields: dict[str, Any]) -> Command:
             _field(fields, "partition", int),
             _field(fields, "offset", int),
         )
+    if op == "init_producer":
+        producer_id = fields.get("producer_id")
+        if producer_id is not None:
+            producer_id = _field(fields, "producer_id", int)
+        return InitProducer(producer_id, _field(fields, "timestamp", int))
+    if op == "register_member":
+        return RegisterMember(
+            _field(fields, "node_id", str),
+            _field(fields, "raft_address", str),
+            _field(fields, "http_url", str),
+        )
+    if op == "unregister_member":
+        return UnregisterMember(_field(fields, "raft_address", str))
     raise CommandFormatError(f"unknown command op {op!r}")
+
+
+def _item_from_map(item: dict[str, Any]) -> AppendItem:
+    producer: ProducerBatch | None = None
+    if "producer_id" in item:
+        producer = ProducerBatch(
+            _field(item, "producer_id", int),
+            _field(item, "producer_epoch", int),
+            _field(item, "base_sequence", int),
+            _field(item, "timestamp", int),
+        )
+    return AppendItem(
+        _field(item, "topic", str),
+        _field(item, "topic_id", int),
+        _field(item, "partition", int),
+        _field(item, "batch", bytes),
+        _field(item, "records", int),
+        producer,
+    )
 
 
 def decode_command(data: bytes) -> Command:

@@ -505,7 +505,7 @@ def _check_setting(name: str, value: int, minimum: int) -> None:
             f"least {minimum}",
             name=name,
             value=value,
-            minimum=minimum,
+            min=minimum,
         )
 
 

@@ -64,7 +64,7 @@ def _check_record(topic: TopicState, index: int, record: ProduceRecord, max_byte
             f"record {index}: timestamp {record.timestamp!r} must be milliseconds since the "
             "Unix epoch, an integer from 0 to 2**63 - 1",
             index=index,
-            timestamp=repr(record.timestamp),
+            timestamp=record.timestamp,
         )
     partition = record.partition
     if partition is not None and (
@@ -77,7 +77,7 @@ def _check_record(topic: TopicState, index: int, record: ProduceRecord, max_byte
             f"valid partitions are 0..{topic.partitions - 1}",
             index=index,
             topic=topic.name,
-            partition=repr(partition),
+            partition=partition,
             partitions=topic.partitions,
         )
     size = record_size_estimate(record.key, record.value, record.headers)
@@ -88,7 +88,7 @@ def _check_record(topic: TopicState, index: int, record: ProduceRecord, max_byte
             "max.message.bytes",
             index=index,
             size=size,
-            max_message_bytes=max_bytes,
+            limit=max_bytes,
             topic=topic.name,
         )
 

@@ -15,6 +15,9 @@ import contextlib
 import importlib.util
 import logging
 
+from kaflow.catchup.client import PeerClient
+from kaflow.catchup.gaps import GapTracker
+from kaflow.catchup.task import BackfillTask, registry_peer_urls
 from kaflow.config import FsyncPolicy, NodeConfig
 from kaflow.errors import InvalidConfigError, KaflowError, NotReadyError, StorageError
 from kaflow.replication.proposer import DEFAULT_MAX_COMMAND_BYTES, GroupCommitProposer
@@ -41,7 +44,9 @@ def check_node_config(config: NodeConfig) -> None:
         raise InvalidConfigError(
             f"a node with peers ({', '.join(config.peers)}) needs a cluster secret: Raft "
             "traffic is pickled Python objects, and without the secret anyone who reaches "
-            "the Raft port can run code in this process; set cluster_secret on every node",
+            "the Raft port can run code in this process; set KAFLOW_CLUSTER_SECRET (or "
+            "--cluster-secret, or cluster-secret in the --config file) to the same value "
+            "on every member",
             peers=list(config.peers),
         )
     if config.cluster_secret and importlib.util.find_spec("cryptography") is None:
@@ -68,6 +73,8 @@ def raft_settings(config: NodeConfig) -> RaftSettings:
         request_timeout_s=config.request_timeout_ms / 1000,
         fsync=config.fsync is FsyncPolicy.ALWAYS,
         max_command_bytes=largest_request + _COMMAND_FRAMING_BYTES,
+        compaction_bytes=config.raft_compaction_bytes,
+        compaction_entries=config.raft_compaction_entries,
     )
 
 
@@ -80,6 +87,7 @@ class Replica:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._logs: LogManager | None = None
         self._state: StateMachine | None = None
+        self._backfill: BackfillTask | None = None
         self._raft: RaftNode | None = None
         self._proposer: GroupCommitProposer | None = None
         self._retention: RetentionTask | None = None
@@ -106,7 +114,19 @@ class Replica:
         self._logs = logs
         await loop.run_in_executor(None, logs.open_existing)
 
-        state = StateMachine(logs)
+        # Only a cluster has peers to copy missing records from.
+        gaps = GapTracker(enabled=bool(config.peers))
+        state = StateMachine(logs, gaps)
+        backfill = BackfillTask(
+            state,
+            logs,
+            gaps,
+            registry_peer_urls(state, config.raft_address),
+            PeerClient(timeout_s=config.request_timeout_ms / 1000),
+        )
+        gaps.on_opened = backfill.wake_threadsafe
+        backfill.start()
+        self._backfill = backfill
         state.on_partitions_changed = self._on_partitions_changed
         state.on_failure = self._on_state_failure
         self._state = state
@@ -115,6 +135,7 @@ class Replica:
         try:
             raft.start()
         except BaseException:
+            await backfill.stop()
             await loop.run_in_executor(None, logs.close)
             self._stopped.set()
             raise
@@ -171,6 +192,8 @@ class Replica:
         try:
             if self._retention is not None:
                 await self._retention.stop()
+            if self._backfill is not None:
+                await self._backfill.stop()
             if self._proposer is not None:
                 self._proposer.close(NotReadyError("the node is stopping; retry later"))
             self.waiters.wake_all()
@@ -257,6 +280,11 @@ class Replica:
     @property
     def retention(self) -> RetentionTask | None:
         return self._retention
+
+    @property
+    def backfill(self) -> BackfillTask | None:
+        """The task that copies records this node missed from its peers."""
+        return self._backfill
 
     @property
     def logs(self) -> LogManager | None:

@@ -14,15 +14,12 @@ from kaflow.replication.commands import OffsetEntry
 from kaflow.replication.state import PartitionState
 
 __all__ = [
-    "MAX_GROUP_NAME_LENGTH",
     "MAX_OFFSET_METADATA_BYTES",
     "check_fetch_arguments",
     "check_fetch_offset",
-    "check_group_name",
     "offset_entries",
 ]
 
-MAX_GROUP_NAME_LENGTH = 255
 # Kafka's default offset.metadata.max.bytes.
 MAX_OFFSET_METADATA_BYTES = 4096
 
@@ -38,7 +35,10 @@ def check_fetch_arguments(offset: int, max_records: int, max_bytes: int, max_wai
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             error = InvalidOffsetError if name == "offset" else InvalidRequestError
             raise error(
-                f"{name} must be an integer >= {minimum}, got {value!r}", **{name: repr(value)}
+                f"{name} must be an integer >= {minimum}, got {value!r}",
+                field=name,
+                value=value,
+                min=minimum,
             )
 
 
@@ -64,15 +64,6 @@ def _utf8_length(text: str, what: str) -> int:
         raise InvalidRequestError(
             f"{what} is not valid Unicode ({exc.reason}); remove unpaired surrogates"
         ) from None
-
-
-def check_group_name(group: object) -> None:
-    if not isinstance(group, str) or not group or len(group) > MAX_GROUP_NAME_LENGTH:
-        raise InvalidRequestError(
-            f"consumer group name must be 1 to {MAX_GROUP_NAME_LENGTH} characters, got {group!r}",
-            group=repr(group),
-        )
-    _utf8_length(group, "consumer group name")
 
 
 def offset_entries(commits: Sequence[OffsetCommit]) -> list[OffsetEntry]:
@@ -107,7 +98,7 @@ def offset_entries(commits: Sequence[OffsetCommit]) -> list[OffsetEntry]:
                 f"maximum of {MAX_OFFSET_METADATA_BYTES}",
                 index=index,
                 size=metadata_bytes,
-                max_size=MAX_OFFSET_METADATA_BYTES,
+                limit=MAX_OFFSET_METADATA_BYTES,
             )
         entries.append(OffsetEntry(commit.topic, commit.partition, commit.offset, commit.metadata))
     return entries

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaflow.broker import ProducerIdAndEpoch
 from kaflow.errors import KaflowError, error_class_for_code
 
 __all__ = ["AppendedBatch", "CommandResult", "Rejection"]
@@ -35,10 +36,21 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class AppendedBatch:
-    """Offsets the state machine assigned to one appended batch."""
+    """Offsets the state machine assigned to one appended batch.
+
+    ``original_timestamp`` is set when the batch was an idempotent retry of a
+    stored batch: nothing was appended, the offsets are the stored batch's,
+    and the timestamp is the time the node accepted the original request,
+    which is the timestamp of its records sent without one.
+    """
 
     base_offset: int
     last_offset: int
+    original_timestamp: int | None = None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.original_timestamp is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +59,13 @@ class CommandResult:
 
     ``rejection`` is set when the whole command was refused. For an append,
     ``appended`` has one entry per item, in command order: the assigned
-    offsets, or the rejection of that item alone.
+    offsets, or the rejection of that item alone. ``producer`` is the
+    producer id and epoch an init_producer command allocated.
     """
 
     rejection: Rejection | None = None
     appended: tuple[AppendedBatch | Rejection, ...] = ()
+    producer: ProducerIdAndEpoch | None = None
 
     @property
     def ok(self) -> bool:

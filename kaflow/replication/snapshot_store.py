@@ -12,6 +12,10 @@ index 1, so :meth:`SnapshotStore.prepare` empties the partition logs and the
 replay rebuilds them. It refuses to start, instead of deleting anything, when the
 data cannot be explained: partition logs without any Raft journal, or a
 compacted journal without the snapshot it was compacted into.
+
+Every load after the one at start installs a snapshot the leader sent,
+because this member's log ended before the leader's compacted log; see
+kaflow.catchup.install for how the two entries it lacks are replaced.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from kaflow.catchup.install import placeholder_entries, rewrite_with_placeholders
+from kaflow.catchup.reconcile import LogOrigin
 from kaflow.errors import StorageError
 from kaflow.replication.snapshot import SnapshotFile, entry_ref, read_snapshot, write_snapshot
 from kaflow.replication.state_machine import StateMachine
@@ -56,6 +62,10 @@ class SnapshotStore:
         self._failing = False
         # Raft index of the last snapshot written or loaded; 0 before the first one.
         self.index = 0
+        # True until the load at start, when a snapshot file exists; later loads are installs.
+        self._load_at_start = False
+        # Raft index of the last installed snapshot until a compaction after it is requested.
+        self._installed_index: int | None = None
 
     @property
     def path(self) -> Path:
@@ -64,6 +74,7 @@ class SnapshotStore:
     def prepare(self) -> None:
         """Check the data directory before Raft starts; reset storage if there is no snapshot."""
         if self._path.exists():
+            self._load_at_start = True
             return  # Loaded on PySyncObj's first tick, which calls load().
         raft_dir = self._path.parent
         if len(self._journal) and self._journal[0][1] > 1:
@@ -115,17 +126,20 @@ class SnapshotStore:
         halts before the exception propagates: PySyncObj only logs a failed
         load and would go on applying entries to the wrong state.
         """
+        at_start, self._load_at_start = self._load_at_start, False
         try:
             snapshot = read_snapshot(path)
-            last = self._journal_entry(snapshot.last.index)
-            prev = self._journal_entry(snapshot.prev.index)
-            if not (snapshot.last.matches(*last) and snapshot.prev.matches(*prev)):
-                raise StorageError(
-                    f"the Raft journal entries at indexes {snapshot.prev.index} and "
-                    f"{snapshot.last.index} differ from the ones the snapshot was taken after"
-                )
-            self._drop_journal_before(snapshot.prev.index)
-            self._state_machine.restore(snapshot.state)
+            origin = self._install_origin(snapshot, at_start)
+            if origin is None:
+                last, prev = self._matching_entries(snapshot)
+                self._drop_journal_before(snapshot.prev.index)
+                self._state_machine.restore(snapshot.state)
+            else:
+                rewrite_with_placeholders(path, snapshot, self._fsync)
+                last, prev = placeholder_entries(snapshot)
+                self._state_machine.restore(snapshot.state, origin)
+                self._installed_index = snapshot.last.index
+                self._log_install(snapshot, origin)
         except Exception as exc:
             self._state_machine.halt(
                 StorageError(f"cannot load the Raft snapshot {path}: {exc}", path=path)
@@ -135,9 +149,57 @@ class SnapshotStore:
         logger.info("raft snapshot loaded index=%d", snapshot.last.index)
         return last, prev, snapshot.members
 
+    def compaction_due(self, applied_index: int) -> bool:
+        """Return True once, when entries past an installed snapshot allow a compaction.
+
+        A compaction at ``applied_index`` keeps the journal from
+        ``applied_index - 1``, so two entries past the install it drops both
+        placeholder entries (see kaflow.catchup.install).
+        """
+        installed = self._installed_index
+        if installed is None or applied_index < installed + 2:
+            return False
+        self._installed_index = None
+        return True
+
+    def _install_origin(self, snapshot: SnapshotFile, at_start: bool) -> LogOrigin | None:
+        """Return how to install ``snapshot``, or None to load it against the journal."""
+        if not at_start:
+            return LogOrigin.LEADER
+        if not self._state_machine.gaps.enabled:
+            return None
+        journal = self._journal
+        behind = not len(journal) or journal[len(journal) - 1][1] < snapshot.prev.index
+        if behind:
+            # A crash cut an install short after PySyncObj stored the leader's snapshot.
+            return LogOrigin.UNKNOWN
+        return None
+
+    def _matching_entries(self, snapshot: SnapshotFile) -> tuple[Entry, Entry]:
+        last = self._journal_entry(snapshot.last.index)
+        prev = self._journal_entry(snapshot.prev.index)
+        if not (snapshot.last.matches(*last) and snapshot.prev.matches(*prev)):
+            raise StorageError(
+                f"the Raft journal entries at indexes {snapshot.prev.index} and "
+                f"{snapshot.last.index} differ from the ones the snapshot was taken after"
+            )
+        return last, prev
+
+    def _log_install(self, snapshot: SnapshotFile, origin: LogOrigin) -> None:
+        partitions = self._state_machine.all_partitions()
+        logger.info(
+            "raft snapshot installed index=%d term=%d origin=%s topics=%d partitions=%d "
+            "partitions_behind=%d snapshot_bytes=%d",
+            snapshot.last.index,
+            snapshot.last.term,
+            origin.value,
+            len(self._state_machine.topic_names()),
+            len(partitions),
+            self._state_machine.gaps.statistics().open_gaps,
+            len(snapshot.state),
+        )
+
     def _journal_entry(self, index: int) -> Entry:
-        # NOTE: a follower that receives a snapshot from its leader lacks these entries and
-        # the partition data behind them. Catching up by snapshot is not supported yet.
         journal = self._journal
         if len(journal):
             position = index - journal[0][1]

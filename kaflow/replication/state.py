@@ -1,10 +1,11 @@
 """The replicated metadata: what every member agrees on, and its snapshot encoding.
 
 Record payloads live in the partition logs, never here. The state contains
-topics, each partition's log start and end offsets, and consumer groups'
-committed offsets, so a snapshot stays small however much data is stored.
+topics, each partition's log start and end offsets, consumer groups'
+committed offsets, and idempotent producers' recent sequence numbers, so a
+snapshot stays small however much data is stored.
 
-Snapshot encoding, version 1::
+Snapshot encoding, version 2::
 
     offset  size  field    meaning
     0       4     crc      CRC-32C (Castagnoli) of every byte after this field, big-endian
@@ -12,7 +13,7 @@ Snapshot encoding, version 1::
 
 Body keys (msgpack types):
 
-``v``           int, format version, 1.
+``v``           int, format version, 2.
 ``index``       int, the Raft log index this state reflects.
 ``topics``      array of ``[name str, partitions int, config map str -> int,
                 created_index int]``.
@@ -20,10 +21,14 @@ Body keys (msgpack types):
                 log_end_offset int]``.
 ``groups``      array of ``[group str, topic str, partition int, offset int,
                 metadata str, commit_timestamp int]``.
+``members``     the member registry, documented in kaflow.cluster.registry;
+                optional, and empty when absent.
 
-Arrays are sorted, so two members with equal state produce equal bytes. A
-later version adds producer state for idempotent produce; decoders reject
-versions they do not know.
+Version 2 adds the producer table with the keys ``next_producer_id``,
+``producer_clock``, ``producers`` and ``producer_batches``, documented in
+kaflow.replication.producers. A version 1 snapshot is read with an empty
+producer table. Arrays are sorted, so two members with equal state produce
+equal bytes. Decoders reject versions they do not know.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from typing import Any
 
 import crc32c
 import msgpack
+
+from kaflow.cluster.registry import MemberInfo, decode_members, encode_members
+from kaflow.replication.producers import ProducerTable, decode_producers, encode_producers
 
 __all__ = [
     "STATE_FORMAT_VERSION",
@@ -46,7 +54,9 @@ __all__ = [
     "encode_state",
 ]
 
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
+# Versions this node decodes; version 1 has no producer table.
+_READABLE_VERSIONS = frozenset({1, STATE_FORMAT_VERSION})
 _CRC = struct.Struct(">I")
 
 
@@ -92,6 +102,9 @@ class ReplicatedState:
     topics: dict[str, TopicState] = field(default_factory=dict)
     partitions: dict[tuple[str, int], PartitionState] = field(default_factory=dict)
     groups: dict[str, dict[tuple[str, int], GroupOffset]] = field(default_factory=dict)
+    producers: ProducerTable = field(default_factory=ProducerTable)
+    # Raft address -> registered member.
+    members: dict[str, MemberInfo] = field(default_factory=dict)
 
 
 def encode_state(state: ReplicatedState) -> bytes:
@@ -112,6 +125,8 @@ def encode_state(state: ReplicatedState) -> bytes:
             for group, offsets in sorted(state.groups.items())
             for (topic, partition), entry in sorted(offsets.items())
         ],
+        **encode_producers(state.producers),
+        **encode_members(state.members),
     }
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     return _CRC.pack(crc32c.crc32c(packed)) + packed
@@ -139,6 +154,9 @@ def _decode_body(body: dict[str, Any]) -> ReplicatedState:
         state.groups.setdefault(group, {})[(topic, partition)] = GroupOffset(
             offset, metadata, timestamp
         )
+    if body.get("v") != 1:
+        state.producers = decode_producers(body)
+    state.members = decode_members(body)
     return state
 
 
@@ -161,10 +179,10 @@ def decode_state(data: bytes) -> ReplicatedState:
     if not isinstance(body, dict):
         raise StateFormatError("state snapshot body must be a msgpack map")
     version = body.get("v")
-    if version != STATE_FORMAT_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise StateFormatError(
             f"state snapshot format version {version!r} is not supported; this node reads "
-            f"version {STATE_FORMAT_VERSION}"
+            f"versions 1 to {STATE_FORMAT_VERSION}"
         )
     try:
         return _decode_body(body)

@@ -24,6 +24,9 @@ import logging
 import threading
 from collections.abc import Callable
 
+from kaflow.catchup.gaps import GapTracker
+from kaflow.catchup.reconcile import LogOrigin, advance_log_start_with_gap, reconcile_with_gaps
+from kaflow.cluster.registry import MemberInfo, apply_registry_command
 from kaflow.errors import (
     InvalidPartitionsError,
     InvalidRecordError,
@@ -44,8 +47,13 @@ from kaflow.replication.commands import (
     CreateTopic,
     DeleteRecords,
     DeleteTopic,
+    InitProducer,
+    ProducerBatch,
+    RegisterMember,
+    UnregisterMember,
     decode_command,
 )
+from kaflow.replication.producers import BatchSequence
 from kaflow.replication.reconcile import reconcile_logs, topic_log_config
 from kaflow.replication.results import AppendedBatch, CommandResult, Rejection
 from kaflow.replication.state import (
@@ -76,8 +84,10 @@ FailureListener = Callable[[BaseException], None]
 class StateMachine:
     """Applies replicated commands to the metadata and the partition logs."""
 
-    def __init__(self, log_manager: LogManager) -> None:
+    def __init__(self, log_manager: LogManager, gaps: GapTracker | None = None) -> None:
         self._logs = log_manager
+        # Partitions whose log misses records that a peer must supply (kaflow.catchup).
+        self.gaps = gaps if gaps is not None else GapTracker(enabled=False)
         self._state = ReplicatedState()
         self._lock = threading.Lock()
         self._failure: BaseException | None = None
@@ -132,6 +142,11 @@ class StateMachine:
         with self._lock:
             return sorted(self._state.groups)
 
+    def members(self) -> dict[str, MemberInfo]:
+        """Return the member registry: Raft address -> registered member."""
+        with self._lock:
+            return dict(self._state.members)
+
     def stored_partitions(self) -> list[tuple[str, int]]:
         """Return the partitions that have a log on disk, known to the state or not."""
         return sorted(self._logs.partitions())
@@ -155,16 +170,23 @@ class StateMachine:
         with self._lock:
             return encode_state(self._state)
 
-    def restore(self, data: bytes) -> None:
-        """Replace the state with a snapshot and bring the partition logs in line with it."""
-        self._install(decode_state(data))
+    def restore(self, data: bytes, origin: LogOrigin = LogOrigin.OWN) -> None:
+        """Replace the state with a snapshot and bring the partition logs in line with it.
+
+        ``origin`` says which local logs the snapshot may keep; see
+        kaflow.catchup.reconcile.
+        """
+        self._install(decode_state(data), origin)
 
     def reset(self) -> None:
         """Start from the empty state, deleting every partition log on disk."""
         self._install(ReplicatedState())
 
-    def _install(self, state: ReplicatedState) -> None:
-        reconcile_logs(self._logs, state)
+    def _install(self, state: ReplicatedState, origin: LogOrigin = LogOrigin.OWN) -> None:
+        if self.gaps.enabled:
+            reconcile_with_gaps(self._logs, state, self._state, origin, self.gaps)
+        else:
+            reconcile_logs(self._logs, state)
         with self._lock:
             self._state = state
         self._notify(list(state.partitions))
@@ -182,7 +204,9 @@ class StateMachine:
             return CommandResult(Rejection.of(InvalidRecordError(str(exc), index=index)))
 
         try:
-            result = self._dispatch(decoded, index)
+            # Orders log writes against the back-fill of partitions with a gap.
+            with self.gaps.lock:
+                result = self._dispatch(decoded, index)
         except Exception as exc:
             self._fail(exc, index)
             return CommandResult(Rejection.of(self._failure_error()))
@@ -205,6 +229,11 @@ class StateMachine:
                     self._commit_offsets(command)
                 case DeleteRecords():
                     self._delete_records(command)
+                case InitProducer():
+                    return self._init_producer(command)
+                case RegisterMember() | UnregisterMember():
+                    with self._lock:
+                        apply_registry_command(self._state.members, command, index)
         except _Rejected as rejected:
             return CommandResult(Rejection.of(rejected.error))
         return CommandResult()
@@ -308,12 +337,14 @@ class StateMachine:
             del self._state.topics[topic.name]
             for key in keys:
                 del self._state.partitions[key]
+            self._state.producers.forget_topic(topic.name)
             for group in list(self._state.groups):
                 offsets = self._state.groups[group]
                 for key in keys:
                     offsets.pop(key, None)
                 if not offsets:
                     del self._state.groups[group]
+        self.gaps.discard_topic(topic.name)
         self._logs.delete_topic(topic.name)
         self._notify(keys)
         logger.info("topic deleted topic=%s partitions=%d", topic.name, topic.partitions)
@@ -372,9 +403,18 @@ class StateMachine:
         topic = self._require_topic(item.topic, item.topic_id)
         offsets = self._require_partition(topic, item.partition)
         _check_batch(item)
+        if item.producer is not None:
+            stored = self._check_sequence(item, item.producer)
+            if stored is not None:
+                return AppendedBatch(stored.base_offset, stored.last_offset, stored.timestamp)
 
-        log = self._logs.get(item.topic, item.partition)
-        base_offset, last_offset = log.append(item.batch)
+        if self.gaps.has_gap(item.topic, item.partition):
+            # The log misses earlier records, so this batch is copied with them later.
+            base_offset = offsets.log_end_offset
+            last_offset = base_offset + read_batch_header(item.batch).last_offset_delta
+        else:
+            log = self._logs.get(item.topic, item.partition)
+            base_offset, last_offset = log.append(item.batch)
         if base_offset != offsets.log_end_offset:
             raise StorageError(
                 f"partition {item.topic}-{item.partition} assigned base offset {base_offset} "
@@ -384,7 +424,35 @@ class StateMachine:
             self._state.partitions[(item.topic, item.partition)] = PartitionState(
                 offsets.log_start_offset, last_offset + 1
             )
+            if item.producer is not None:
+                self._state.producers.record_batch(
+                    item.producer,
+                    item.topic,
+                    item.partition,
+                    item.record_count,
+                    (base_offset, last_offset),
+                )
         return AppendedBatch(base_offset, last_offset)
+
+    def _check_sequence(self, item: AppendItem, producer: ProducerBatch) -> BatchSequence | None:
+        """Return the stored batch ``item`` retries, or None when it is the next one."""
+        try:
+            with self._lock:
+                return self._state.producers.check_batch(
+                    producer, item.topic, item.partition, item.record_count
+                )
+        except KaflowError as exc:
+            raise _Rejected(exc) from None
+
+    def _init_producer(self, command: InitProducer) -> CommandResult:
+        try:
+            with self._lock:
+                producer = self._state.producers.init_producer(
+                    command.producer_id, command.timestamp
+                )
+        except KaflowError as exc:
+            raise _Rejected(exc) from None
+        return CommandResult(producer=producer)
 
     def _commit_offsets(self, command: CommitOffsets) -> None:
         if not command.group:
@@ -425,7 +493,9 @@ class StateMachine:
         if command.offset <= offsets.log_start_offset:
             return
 
-        self._logs.get(command.topic, command.partition).advance_log_start(command.offset)
+        advance_log_start_with_gap(
+            self._logs, self.gaps, command.topic, command.partition, command.offset
+        )
         with self._lock:
             self._state.partitions[(command.topic, command.partition)] = PartitionState(
                 command.offset, offsets.log_end_offset

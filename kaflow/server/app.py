@@ -16,7 +16,9 @@ from aiohttp import web
 
 import kaflow
 from kaflow.broker import Broker
+from kaflow.cluster import handlers as cluster
 from kaflow.config import NodeConfig
+from kaflow.observability import NodeMetrics
 from kaflow.server.context import (
     BROKER_KEY,
     CONFIG_KEY,
@@ -25,7 +27,9 @@ from kaflow.server.context import (
     LongPollStatistics,
 )
 from kaflow.server.error_handling import FailureEpisodes, error_middleware
-from kaflow.server.handlers import groups, records, status, topics
+from kaflow.server.handlers import groups, internal, producers, records, status, topics
+from kaflow.server.handlers.metrics import METRICS_KEY, request_metrics_middleware
+from kaflow.server.handlers.metrics import metrics as metrics_endpoint
 from kaflow.server.media import json_response
 from kaflow.server.params import Query
 
@@ -60,6 +64,11 @@ async def _index(request: web.Request) -> web.Response:
 
 
 _RECORDS: Final = "/v1/topics/{topic}/partitions/{partition}"
+_GROUP_OFFSETS: Final = "/v1/groups/{group}/offsets"
+
+# Route patterns that differ from the documented path. An empty group segment
+# matches, so /v1/groups//offsets gets invalid_group_name instead of a 404.
+_ROUTE_PATTERNS: Final = {_GROUP_OFFSETS: "/v1/groups/{group:[^/]*}/offsets"}
 
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     Endpoint("GET", "/", _index, "list the endpoints"),
@@ -72,12 +81,25 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     Endpoint("POST", "/v1/topics/{topic}/records", records.produce_records, "produce records"),
     Endpoint("GET", f"{_RECORDS}/records", records.fetch_records, "fetch records"),
     Endpoint("GET", f"{_RECORDS}/offsets", records.lookup_offset, "look up an offset"),
+    Endpoint("POST", "/v1/producers", producers.init_producer, "allocate a producer id"),
     Endpoint("GET", "/v1/groups", groups.list_groups, "list consumer groups"),
-    Endpoint("POST", "/v1/groups/{group}/offsets", groups.commit_offsets, "commit offsets"),
-    Endpoint("GET", "/v1/groups/{group}/offsets", groups.committed_offsets, "read offsets"),
+    Endpoint("POST", _GROUP_OFFSETS, groups.commit_offsets, "commit offsets"),
+    Endpoint("GET", _GROUP_OFFSETS, groups.committed_offsets, "read offsets"),
     Endpoint("GET", "/v1/health/live", status.health_live, "liveness probe"),
     Endpoint("GET", "/v1/health/ready", status.health_ready, "readiness probe"),
     Endpoint("GET", "/v1/cluster", status.cluster_status, "Raft role, term and members"),
+    Endpoint("POST", "/v1/cluster/members", cluster.add_member, "add a cluster member"),
+    Endpoint(
+        "DELETE", "/v1/cluster/members/{member}", cluster.remove_member, "remove a cluster member"
+    ),
+    Endpoint("POST", "/v1/cluster/leader", cluster.transfer_leader, "transfer Raft leadership"),
+    Endpoint("GET", "/metrics", metrics_endpoint, "Prometheus metrics of this node"),
+    Endpoint(
+        "GET",
+        "/internal/v1/partitions/{topic}/{partition}/batches",
+        internal.fetch_batches,
+        "raw record batches for a member that copies records it missed",
+    ),
 )
 
 
@@ -85,15 +107,20 @@ async def _signal_shutdown(app: web.Application) -> None:
     app[SHUTDOWN_KEY].set()
 
 
-def create_app(broker: Broker, config: NodeConfig) -> web.Application:
+def create_app(
+    broker: Broker, config: NodeConfig, metrics: NodeMetrics | None = None
+) -> web.Application:
     """Build the HTTP API application for ``broker``.
 
     Request bodies larger than ``config.max_request_bytes`` are rejected with
     413 ``request_too_large`` before any of them reaches the broker.
+    ``metrics`` is the node's registry for GET /metrics; without it the app
+    builds one that reads only the broker.
     """
     episodes = FailureEpisodes()
     app = web.Application(
-        middlewares=[error_middleware(episodes)],
+        # The metrics middleware is outermost, so it also times rendered error responses.
+        middlewares=[request_metrics_middleware, error_middleware(episodes)],
         client_max_size=config.max_request_bytes,
     )
     app[BROKER_KEY] = broker
@@ -101,12 +128,14 @@ def create_app(broker: Broker, config: NodeConfig) -> web.Application:
     app[SHUTDOWN_KEY] = asyncio.Event()
     app[LONG_POLL_KEY] = LongPollStatistics()
     app[EPISODES_KEY] = episodes
+    app[METRICS_KEY] = metrics if metrics is not None else NodeMetrics(broker)
     app.on_shutdown.append(_signal_shutdown)
 
     for endpoint in ENDPOINTS:
+        pattern = _ROUTE_PATTERNS.get(endpoint.path, endpoint.path)
         if endpoint.method == "GET":
             # add_get also registers HEAD for the route.
-            app.router.add_get(endpoint.path, endpoint.handler)
+            app.router.add_get(pattern, endpoint.handler)
         else:
-            app.router.add_route(endpoint.method, endpoint.path, endpoint.handler)
+            app.router.add_route(endpoint.method, pattern, endpoint.handler)
     return app

@@ -44,8 +44,26 @@ _HTTP_ERROR_CLASSES: Final[dict[int, type[KaflowError]]] = {
 
 
 def error_response(error: KaflowError, headers: dict[str, str] | None = None) -> web.Response:
-    """Render ``error`` as its JSON body with its HTTP status."""
-    return json_response(error.to_payload(), status=error.http_status, headers=headers)
+    """Render ``error`` as its JSON body with its HTTP status.
+
+    A detail value that JSON cannot carry (bytes from a msgpack body, NaN)
+    is replaced by its repr, so rendering an error never fails itself.
+    """
+    payload = error.to_payload()
+    try:
+        return json_response(payload, status=error.http_status, headers=headers)
+    except (TypeError, ValueError):
+        payload["error"]["details"] = {
+            key: value if _is_plain_json(value) else repr(value)
+            for key, value in error.details.items()
+        }
+        return json_response(payload, status=error.http_status, headers=headers)
+
+
+def _is_plain_json(value: object) -> bool:
+    if isinstance(value, float):
+        return value == value and value not in (float("inf"), float("-inf"))
+    return value is None or isinstance(value, str | int | bool)
 
 
 def translate_http_error(exc: web.HTTPException, request: web.Request) -> KaflowError:
@@ -127,48 +145,76 @@ def error_middleware(episodes: FailureEpisodes) -> Middleware:
 
     @web.middleware
     async def render_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        route = _route_name(request)
-        already_logged = False
-        try:
-            response = await handler(request)
-        except KaflowError as exc:
-            error: KaflowError = exc
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            error = translate_http_error(exc, request)
-        except asyncio.CancelledError:
-            # The client went away or the server is stopping; aiohttp handles it.
-            raise
-        except Exception:
-            error_id = uuid.uuid4().hex[:12]
-            logger.exception(
-                "unhandled error error_id=%s method=%s path=%s",
-                error_id,
-                request.method,
-                request.path,
-            )
-            already_logged = True
-            error = InternalError(
-                f"internal error while handling {request.method} {request.path}; "
-                f"the node's log has the details under error_id={error_id}",
-                error_id=error_id,
-            )
-        else:
-            if response.status < 400:
-                episodes.succeeded(route)
-            return response
-
-        if error.http_status >= 500 and not already_logged:
-            episodes.failed(route, error)
-        elif error.http_status < 500:
-            logger.debug(
-                "request rejected route=%r code=%s message=%r", route, error.code, error.message
-            )
-
-        headers = None
-        if isinstance(error, MethodNotAllowedError):
-            headers = {"Allow": ", ".join(error.details.get("allowed", []))}
-        return error_response(error, headers)
+        response = await _render_errors(request, handler, episodes)
+        _close_after_body_error(request, response)
+        return response
 
     return render_errors
+
+
+def _close_after_body_error(request: web.Request, response: web.StreamResponse) -> None:
+    """End the connection after a request body that failed to decode.
+
+    After bad Content-Encoding data aiohttp's parser cannot find where the
+    next request starts, and its payload stream holds the error. aiohttp
+    drains an unread body after the response and would re-raise that error
+    there, logging "Unhandled exception" with a traceback for a request that
+    already got its 400. Marking the stream finished skips the drain.
+    """
+    if request.content.exception() is None:
+        return
+    logger.debug(
+        "closing the connection after a request body that failed to decode method=%s path=%s",
+        request.method,
+        request.path,
+    )
+    request.content.feed_eof()
+    response.force_close()
+
+
+async def _render_errors(
+    request: web.Request, handler: Handler, episodes: FailureEpisodes
+) -> web.StreamResponse:
+    route = _route_name(request)
+    already_logged = False
+    try:
+        response = await handler(request)
+    except KaflowError as exc:
+        error: KaflowError = exc
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = translate_http_error(exc, request)
+    except asyncio.CancelledError:
+        # The client went away or the server is stopping; aiohttp handles it.
+        raise
+    except Exception:
+        error_id = uuid.uuid4().hex[:12]
+        logger.exception(
+            "unhandled error error_id=%s method=%s path=%s",
+            error_id,
+            request.method,
+            request.path,
+        )
+        already_logged = True
+        error = InternalError(
+            f"internal error while handling {request.method} {request.path}; "
+            f"the node's log has the details under error_id={error_id}",
+            error_id=error_id,
+        )
+    else:
+        if response.status < 400:
+            episodes.succeeded(route)
+        return response
+
+    if error.http_status >= 500 and not already_logged:
+        episodes.failed(route, error)
+    elif error.http_status < 500:
+        logger.debug(
+            "request rejected route=%r code=%s message=%r", route, error.code, error.message
+        )
+
+    headers = None
+    if isinstance(error, MethodNotAllowedError):
+        headers = {"Allow": ", ".join(error.details.get("allowed", []))}
+    return error_response(error, headers)

@@ -18,7 +18,7 @@ import msgpack
 from aiohttp import hdrs, web
 
 from kaflow.errors import MalformedBodyError, RequestTooLargeError, UnsupportedMediaTypeError
-from kaflow.server.fields import shorten
+from kaflow.server.fields import describe_value, shorten
 
 __all__ = [
     "ALL_FORMATS",
@@ -64,7 +64,7 @@ async def read_body(
     raw = await _read_limited(request)
     if not raw:
         raise MalformedBodyError(
-            f"request body is empty; send a {body_format.value} object",
+            f"request body is empty; send an {body_format.value} object",
             content_type=body_format.value,
         )
 
@@ -149,6 +149,34 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _DuplicateKeyError(ValueError):
+    def __init__(self, key: Any) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object_without_duplicates(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    # json.loads and msgpack.unpackb keep the last of repeated keys by
+    # default, which would silently drop a field the client sent.
+    obj: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKeyError(key)
+        obj[key] = value
+    return obj
+
+
+def _duplicate_key_error(exc: _DuplicateKeyError) -> MalformedBodyError:
+    # msgpack map keys may be bin, which has no JSON form for details.
+    key = exc.key if isinstance(exc.key, str) else None
+    shown = repr(shorten(exc.key)) if isinstance(exc.key, str) else describe_value(exc.key)
+    return MalformedBodyError(
+        f"request body is not valid: key {shown} appears more than once in one object; "
+        "send each key once",
+        key=key,
+    )
+
+
 def _decode_json(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
@@ -159,7 +187,11 @@ def _decode_json(raw: bytes) -> Any:
         ) from exc
 
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(
+            text, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates
+        )
+    except _DuplicateKeyError as exc:
+        raise _duplicate_key_error(exc) from None
     except json.JSONDecodeError as exc:
         raise MalformedBodyError(
             f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
@@ -173,7 +205,11 @@ def _decode_json(raw: bytes) -> Any:
 
 def _decode_msgpack(raw: bytes) -> Any:
     try:
-        return msgpack.unpackb(raw, raw=False, strict_map_key=True)
+        return msgpack.unpackb(
+            raw, raw=False, strict_map_key=True, object_pairs_hook=_object_without_duplicates
+        )
+    except _DuplicateKeyError as exc:
+        raise _duplicate_key_error(exc) from None
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         # ValueError covers truncated data, trailing bytes, invalid UTF-8 in
         # str fields and unknown ext types; TypeError covers unhashable map keys.

@@ -1,9 +1,11 @@
 """Query string and path parameters with their defaults and limits.
 
-Integers in query strings are plain ASCII decimal (``-?[0-9]+``, at most 20
-digits); Python's ``int()`` alone would also take ``+5``, ``1_000``, spaces
-and non-ASCII digits. Every endpoint rejects unknown and repeated query
-parameters, so a misspelled ``max_record=5`` fails instead of being ignored.
+Integers in query strings are plain ASCII decimal (``-?[0-9]+``); Python's
+``int()`` alone would also take ``+5``, ``1_000``, spaces and non-ASCII
+digits. A digit string longer than 20 characters is out of range without
+being converted, because every limit fits in 64 bits. Every endpoint
+rejects unknown and repeated query parameters, so a misspelled
+``max_record=5`` fails instead of being ignored.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ __all__ = [
     "parse_partition",
 ]
 
-_INTEGER = re.compile(r"-?[0-9]{1,20}")
+_INTEGER = re.compile(r"-?[0-9]+")
+# len(str(-2**63)): no longer digit string fits in a signed 64-bit integer.
+_MAX_INTEGER_LENGTH: Final = 20
+_INT64_MIN: Final = -(2**63)
 
 FETCH_MAX_RECORDS_DEFAULT: Final = 500
 FETCH_MAX_RECORDS_LIMIT: Final = 10_000
@@ -99,18 +104,21 @@ def parse_integer(
     error: type[InvalidRequestError] = InvalidRequestError,
 ) -> int:
     """Parse ``raw`` as a decimal integer in minimum..maximum or raise ``error``."""
-    value = int(raw) if _INTEGER.fullmatch(raw) else None
-    if value is None or not minimum <= value <= maximum:
-        excerpt = shorten(raw, 40)
-        problem = "is not an integer" if value is None else "is out of range"
-        raise error(
-            f"{label} {problem}: {excerpt!r}; it must be an integer in {minimum}..{maximum}",
-            parameter=name,
-            value=excerpt,
-            min=minimum,
-            max=maximum,
-        )
-    return value
+    if not _INTEGER.fullmatch(raw):
+        problem = "is not an integer"
+    elif len(raw) > _MAX_INTEGER_LENGTH or not _INT64_MIN <= int(raw) <= INT64_MAX:
+        problem = "is outside the 64-bit integer range"
+    elif not minimum <= int(raw) <= maximum:
+        problem = "is out of range"
+    else:
+        return int(raw)
+    raise error(
+        f"{label} {problem}: {shorten(raw, 40)!r}; it must be an integer in {minimum}..{maximum}",
+        parameter=name,
+        value=raw,
+        min=minimum,
+        max=maximum,
+    )
 
 
 def parse_partition(raw: str) -> int:
@@ -156,7 +164,7 @@ def _parse_encoding(raw: str | None) -> JsonBytesEncoding:
         raise InvalidRequestError(
             f"query parameter 'encoding' is {shorten(raw, 40)!r}; valid values: {', '.join(valid)}",
             parameter="encoding",
-            value=shorten(raw, 40),
+            value=raw,
             valid=valid,
         ) from None
 
@@ -177,6 +185,6 @@ def parse_lookup_at(query: MultiMapping[str]) -> str | int:
             f"query parameter 'at' is {shorten(raw, 40)!r}; use earliest, latest or a "
             f"timestamp in ms (an integer in 0..{INT64_MAX})",
             parameter="at",
-            value=shorten(raw, 40),
+            value=raw,
         )
     return parse_integer(raw, "query parameter 'at'", "at", 0, INT64_MAX)

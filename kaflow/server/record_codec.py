@@ -23,6 +23,7 @@ from kaflow.broker import FetchResult, Header, ProduceRecord, RecordMetadata, St
 from kaflow.errors import EmptyRecordsError, InvalidRecordError
 from kaflow.server.fields import INT32_MAX, INT64_MAX, Fields, describe_value, expect_object
 from kaflow.server.media import BodyFormat
+from kaflow.server.producer_fields import PRODUCE_PRODUCER_FIELDS
 
 __all__ = [
     "JsonBytesEncoding",
@@ -52,11 +53,13 @@ _MSGPACK_HEADER_FIELDS: Final = frozenset({"name", "value"})
 def parse_produce_body(body: Any, body_format: BodyFormat) -> list[ProduceRecord]:
     """Turn a decoded produce body ``{"records": [...]}`` into ProduceRecords.
 
-    Raises MalformedBodyError for a wrong body shape, EmptyRecordsError for an
-    empty list and InvalidRecordError, with the record's index, for a wrong record.
+    The body may also carry the idempotent producer fields, which
+    kaflow.server.producer_fields reads. Raises MalformedBodyError for a
+    wrong body shape, EmptyRecordsError for an empty list and
+    InvalidRecordError, with the record's index, for a wrong record.
     """
     fields = Fields(expect_object(body, "body"), "body")
-    fields.reject_unknown({"records"})
+    fields.reject_unknown({"records", *PRODUCE_PRODUCER_FIELDS})
     raw_records = fields.required_list("records")
     if not raw_records:
         raise EmptyRecordsError(

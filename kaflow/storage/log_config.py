@@ -59,8 +59,8 @@ class LogConfig:
                     f"{name} is {value}; set it between {minimum} and {maximum}",
                     name=name,
                     value=value,
-                    minimum=minimum,
-                    maximum=maximum,
+                    min=minimum,
+                    max=maximum,
                 )
 
     @classmethod

@@ -71,7 +71,9 @@ def test_invalid_bootstrap_url_exits_2() -> None:
     result = run_kaflow("topic", "list", bootstrap="127.0.0.1:8092")
 
     assert result.returncode == 2, describe(result)
-    assert result.stderr.decode().startswith("error: invalid bootstrap URL '127.0.0.1:8092'")
+    stderr = result.stderr.decode()
+    assert stderr.startswith("usage: kaflow "), stderr
+    assert "error: argument --bootstrap: invalid bootstrap URL '127.0.0.1:8092'" in stderr
 
 
 @pytest.mark.parametrize(

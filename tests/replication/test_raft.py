@@ -7,15 +7,16 @@ import dataclasses
 import importlib.metadata
 import importlib.util
 import os
+import shutil
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pysyncobj.journal import FileJournal
 
-import kaflow.replication.raft as raft_module
+import kaflow.replication.raft.adapter as adapter_module
+import kaflow.replication.raft.journal_files as journal_files_module
 from kaflow.broker import ProduceRecord
 from kaflow.config import NodeConfig
 from kaflow.errors import (
@@ -31,6 +32,7 @@ from kaflow.errors import (
 )
 from kaflow.node import Node
 from kaflow.replication.commands import Append, AppendItem, CreateTopic, encode_command
+from kaflow.replication.journal import RaftJournal
 from kaflow.replication.raft import RaftNode, RaftSettings, check_pysyncobj_version
 from kaflow.replication.state_machine import StateMachine
 from kaflow.storage.manager import LogManager
@@ -55,11 +57,8 @@ def node_config(data_dir: Path, **overrides: Any) -> NodeConfig:
 
 
 def journal_entries(raft_dir: Path) -> list[tuple[bytes, int, int]]:
-    journal = FileJournal(str(raft_dir / "journal"))
-    try:
+    with RaftJournal(raft_dir / "journal") as journal:
         return [journal[i] for i in range(len(journal))]
-    finally:
-        journal._destroy()
 
 
 @pytest.fixture
@@ -108,7 +107,7 @@ async def member(tmp_path: Path) -> AsyncIterator[tuple[RaftNode, StateMachine]]
     ],
 )
 def test_raft_failure_reason_translation(reason: int, error: type[KaflowError]) -> None:
-    translated = raft_module._translate_failure(reason)
+    translated = adapter_module._translate_failure(reason)
 
     assert type(translated) is error
     assert translated.retriable is (error is not InternalError)
@@ -163,7 +162,7 @@ async def test_raft_propose_times_out_without_leader(tmp_path: Path) -> None:
         # A peer that never answers: one of two members is not a majority.
         peers=(f"127.0.0.1:{free_port()}",),
         raft_dir=tmp_path / "lonely" / "raft",
-        password=None,
+        password="s3cret",
         request_timeout_s=0.3,
         fsync=False,
         max_command_bytes=1024 * 1024,
@@ -236,8 +235,8 @@ async def test_raft_refuses_logs_without_raft_dir(tmp_path: Path) -> None:
     await node.start()
     await node.create_topic("t", 1, {})
     await node.stop()
-    for path in (data_dir / "raft").iterdir():
-        path.unlink()
+    shutil.rmtree(data_dir / "raft")
+    (data_dir / "raft").mkdir()
 
     with pytest.raises(StorageError, match=r"contains partition logs but .* no Raft journal"):
         await Node(node_config(data_dir)).start()
@@ -258,15 +257,17 @@ async def test_raft_bind_failure_rejected(tmp_path: Path) -> None:
 async def test_raft_finishes_interrupted_compaction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class UntruncatedJournal(FileJournal):  # type: ignore[misc]
+    class UntruncatedJournal(RaftJournal):
         """Behaves as if the process died after writing the snapshot, before truncating."""
 
         def deleteEntriesTo(self, entryTo: int) -> None:
             pass
 
     data_dir = tmp_path / "data"
-    monkeypatch.setattr(raft_module, "open_journal", lambda path: UntruncatedJournal(str(path)))
-    node = Node(node_config(data_dir))
+    monkeypatch.setattr(journal_files_module, "RaftJournal", UntruncatedJournal)
+    # The same Raft address again: the snapshot's member list replaces the configured one.
+    config = node_config(data_dir)
+    node = Node(config)
     await node.start()
     await node.create_topic("t", 1, {})
     await node.produce("t", [ProduceRecord(None, b"before")])
@@ -276,7 +277,7 @@ async def test_raft_finishes_interrupted_compaction(
     assert journal_entries(data_dir / "raft")[0][1] == 1
     monkeypatch.undo()
 
-    again = Node(node_config(data_dir))
+    again = Node(config)
     await again.start()
     try:
         fetched = await again.fetch("t", 0, 0, 10, 1 << 20, 0)

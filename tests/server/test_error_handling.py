@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -224,3 +225,16 @@ async def test_access_log_names_request(api: Api, caplog: pytest.LogCaptureFixtu
     lines = access_lines()
     assert any("method=GET" in line and "status=400" in line for line in lines), lines
     assert any("/v1/nowhere" in line and "status=404" in line for line in lines), lines
+
+
+async def test_error_response_renders_unserializable_details() -> None:
+    from kaflow.errors import InvalidRequestError
+    from kaflow.server.error_handling import error_response
+
+    error = InvalidRequestError("bad value", value=b"\xff", ratio=float("nan"), count=3)
+
+    response = error_response(error)
+
+    assert response.status == 400
+    body = json.loads(response.body)
+    assert body["error"]["details"] == {"value": "b'\\xff'", "ratio": "nan", "count": 3}

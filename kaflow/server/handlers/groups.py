@@ -8,6 +8,7 @@ from aiohttp import web
 
 from kaflow.broker import OffsetCommit
 from kaflow.errors import InvalidRequestError
+from kaflow.groups import validate_group_name
 from kaflow.server.context import BROKER_KEY
 from kaflow.server.fields import INT32_MAX, INT64_MAX, Fields, expect_object
 from kaflow.server.media import JSON_ONLY, json_response, read_body
@@ -24,7 +25,7 @@ _COMMIT_FIELDS: Final = frozenset({"topic", "partition", "offset", "metadata"})
 
 async def commit_offsets(request: web.Request) -> web.Response:
     Query(request.query, ())
-    group = request.match_info["group"]
+    group = validate_group_name(request.match_info["group"])
     body, _ = await read_body(request, JSON_ONLY)
     commits = _parse_commits(body)
 
@@ -74,7 +75,7 @@ def _parse_commit(raw: Any, path: str) -> OffsetCommit:
 
 async def committed_offsets(request: web.Request) -> web.Response:
     Query(request.query, ())
-    group = request.match_info["group"]
+    group = validate_group_name(request.match_info["group"])
     committed = request.app[BROKER_KEY].committed_offsets(group)
     return json_response({"group": group, "offsets": [render_committed(c) for c in committed]})
 

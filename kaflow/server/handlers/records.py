@@ -8,6 +8,7 @@ from aiohttp import web
 
 from kaflow.broker import Broker, FetchResult
 from kaflow.server.context import BROKER_KEY, LONG_POLL_KEY, SHUTDOWN_KEY
+from kaflow.server.fields import Fields
 from kaflow.server.media import (
     ALL_FORMATS,
     encode_response,
@@ -16,6 +17,7 @@ from kaflow.server.media import (
     read_body,
 )
 from kaflow.server.params import FetchParams, Query, parse_lookup_at, parse_partition
+from kaflow.server.producer_fields import parse_producer_sequences
 from kaflow.server.record_codec import parse_produce_body, render_fetch, render_produce_result
 from kaflow.server.views import render_lookup
 
@@ -28,10 +30,11 @@ async def produce_records(request: web.Request) -> web.Response:
     response_format = negotiate_response_format(request, ALL_FORMATS)
     body, body_format = await read_body(request, ALL_FORMATS)
     records = parse_produce_body(body, body_format)
+    producer = parse_producer_sequences(Fields(body, "body"))
 
     # One broker call for the whole request: the broker commits every
     # record or none of them.
-    metadata = await request.app[BROKER_KEY].produce(topic, records)
+    metadata = await request.app[BROKER_KEY].produce(topic, records, producer=producer)
     return encode_response(render_produce_result(metadata), response_format)
 
 

@@ -7,7 +7,12 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from kaflow.errors import InvalidConfigError, InvalidPartitionsError, InvalidRequestError
+from kaflow.errors import (
+    InvalidConfigError,
+    InvalidPartitionsError,
+    InvalidRequestError,
+    MalformedBodyError,
+)
 from kaflow.server.context import BROKER_KEY, CONFIG_KEY
 from kaflow.server.fields import Fields, describe_value, expect_object, shorten
 from kaflow.server.media import JSON_ONLY, json_response, read_body
@@ -18,6 +23,7 @@ __all__ = ["alter_topic", "create_topic", "delete_topic", "describe_topic", "lis
 
 _CREATE_FIELDS: Final = frozenset({"name", "partitions", "config"})
 _ALTER_FIELDS: Final = frozenset({"partitions", "config"})
+_CONFIG_VALUE: Final = "an integer or a decimal string"
 
 
 async def list_topics(request: web.Request) -> web.Response:
@@ -32,6 +38,15 @@ async def create_topic(request: web.Request) -> web.Response:
     fields = Fields(expect_object(body, "body"), "body")
     fields.reject_unknown(_CREATE_FIELDS)
     name = fields.required_str("name")
+    if fields.has("partitions") and fields.obj["partitions"] is None:
+        # Only PATCH gives null a meaning (unchanged); on create it would hide a client bug.
+        raise MalformedBodyError(
+            "partitions must be an integer, got null; omit the field for the default of "
+            "1 partition",
+            field="partitions",
+            expected="an integer",
+            got="null",
+        )
     requested_partitions = _read_partitions(fields, request)
     partitions = 1 if requested_partitions is None else requested_partitions
     config = _read_config(fields, allow_reset=False)
@@ -93,9 +108,10 @@ def _read_config(fields: Fields, *, allow_reset: bool) -> dict[str, Any]:
             continue
         if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
             continue
-        expected = "an integer, a decimal string" + (" or null" if allow_reset else "")
+        expected = "an integer, a decimal string or null" if allow_reset else _CONFIG_VALUE
+        hint = "; omit the key to use the default" if value is None else ""
         raise InvalidConfigError(
-            f"config {shorten(key)!r} must be {expected}, got {describe_value(value)}",
+            f"config {shorten(key)!r} must be {expected}, got {describe_value(value)}{hint}",
             key=shorten(key),
             expected=expected,
         )

@@ -1,28 +1,28 @@
-"""The typed adapter around PySyncObj 0.3.17, the only Kaflow module that imports it.
+"""The typed adapter around PySyncObj 0.3.17: :class:`RaftNode`, one Raft member.
 
-:class:`RaftNode` runs one Raft member. Its log carries opaque ``bytes``
-commands (see kaflow.replication.commands); every member applies them to
-its :class:`~kaflow.replication.state_machine.StateMachine` on PySyncObj's
-tick thread. Callbacks from that thread reach asyncio only through
+Its log carries opaque ``bytes`` commands (see kaflow.replication.commands);
+every member applies them to its
+:class:`~kaflow.replication.state_machine.StateMachine` on PySyncObj's tick
+thread. Callbacks from that thread reach asyncio only through
 ``loop.call_soon_threadsafe``, and PySyncObj's FAIL_REASON codes become
 Kaflow errors here.
 
 Files under the Raft directory:
 
-``journal``         the Raft log since the last snapshot (PySyncObj FileJournal)
-``journal.meta``    current term, vote and commit index (written by the journal)
+``journal/``        the Raft log since the last snapshot, term, vote and commit
+                    index (kaflow.replication.journal.RaftJournal)
 ``snapshot``        the last snapshot (kaflow.replication.snapshot), written at log compaction
 
-PySyncObj keeps the whole journal in memory, so the log is compacted when it
-passes ``compaction_entries`` entries, ``compaction_bytes`` of commands, or
-five minutes since the last compaction, whichever comes first.
+The log is compacted when it passes ``compaction_entries`` entries,
+``compaction_bytes`` of commands, or five minutes since the last compaction,
+whichever comes first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
+import importlib.util
 import logging
 import threading
 import time
@@ -30,14 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pysyncobj
-import pysyncobj.pickle
 import pysyncobj.syncobj
-from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
-from pysyncobj.journal import FileJournal
+from pysyncobj import FAIL_REASON
 from pysyncobj.node import TCPNode
 
 from kaflow.broker import RaftRole
+from kaflow.config import FsyncPolicy
 from kaflow.errors import (
     InternalError,
     InvalidConfigError,
@@ -51,88 +49,28 @@ from kaflow.errors import (
     StorageError,
     UnknownOutcomeError,
 )
+from kaflow.replication.journal import RaftJournal
+from kaflow.replication.raft.admin import RaftAdmin, current_peers, snapshot_members
+from kaflow.replication.raft.journal_files import JOURNAL_NAME, open_journal
+from kaflow.replication.raft.member import MemberSyncObj
+from kaflow.replication.raft.patches import install_patches
+from kaflow.replication.raft.tuning import RaftTuning, build_conf
 from kaflow.replication.raft_types import RaftSettings, RaftStatus
 from kaflow.replication.results import CommandResult, Rejection
 from kaflow.replication.snapshot_store import Entry, SnapshotStore
 from kaflow.replication.state_machine import StateMachine
 
-__all__ = [
-    "REQUIRED_PYSYNCOBJ_VERSION",
-    "RaftNode",
-    "RaftSettings",
-    "RaftStatus",
-    "check_pysyncobj_version",
-    "open_journal",
-]
+__all__ = ["RaftNode"]
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_PYSYNCOBJ_VERSION = "0.3.17"
-
-JOURNAL_FILE = "journal"
 SNAPSHOT_FILE = "snapshot"
-
-# Timers. Measured on one node in-process on a 2-core VM with Python 3.11: p50 latency of 200
-# sequential single-record produce requests, requests/s of 100 concurrent producers, and the
-# CPU the idle node uses.
-# - PySyncObj defaults (tick 0.05 s, batched AppendEntries every 0.1 s): p50 about 100 ms.
-# - Tick 0.005 s, batched AppendEntries every 0.01 s: p50 11.1 ms, 3.0k requests/s, 4.2% idle.
-# - Tick 0.002 s, AppendEntries sent for each command: p50 2.8 ms, 6.0k requests/s, 4.4% idle.
-# The last one is used. Unbatched AppendEntries cost CPU per command, but group commit keeps
-# one command in flight, so there are few commands. A queued entry commits on the next tick.
-_APPEND_ENTRIES_USE_BATCH = False
-_AUTO_TICK_PERIOD_S = 0.002
-# Heartbeat interval; entries are sent as soon as they are queued.
-_APPEND_ENTRIES_PERIOD_S = 0.05
-_LEADER_FALLBACK_TIMEOUT_S = 3.0
-_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 _STATUS_INTERVAL_S = 0.1
-
-# PySyncObj's entries hold the command pickled as (method id, (command,)) plus a
-# type byte; this margin covers that framing.
-_ENTRY_OVERHEAD_BYTES = 64 * 1024
 
 # Serializes construction, because the journal hook swaps a PySyncObj module global.
 _CONSTRUCTION_LOCK = threading.Lock()
 
 _ROLES = {0: RaftRole.FOLLOWER, 1: RaftRole.CANDIDATE, 2: RaftRole.LEADER}
-
-
-def check_pysyncobj_version() -> None:
-    """Raise InternalError unless PySyncObj is exactly the release this adapter was built on."""
-    try:
-        installed = importlib.metadata.version("pysyncobj")
-    except importlib.metadata.PackageNotFoundError:
-        installed = None
-    module_version = getattr(getattr(pysyncobj, "version", None), "VERSION", None)
-    if installed != REQUIRED_PYSYNCOBJ_VERSION or module_version != REQUIRED_PYSYNCOBJ_VERSION:
-        raise InternalError(
-            f"PySyncObj {installed or module_version} is installed but Kaflow requires exactly "
-            f"{REQUIRED_PYSYNCOBJ_VERSION}, whose internals the Raft adapter relies on; "
-            f"install pysyncobj=={REQUIRED_PYSYNCOBJ_VERSION}",
-            installed=installed,
-            required=REQUIRED_PYSYNCOBJ_VERSION,
-        )
-
-
-def open_journal(path: Path) -> Any:
-    """Open the Raft journal at ``path``: the one place to plug in another journal class.
-
-    It returns PySyncObj's stock FileJournal, which writes through mmap and
-    never fsyncs.
-    """
-    # NOTE: with FileJournal no write is fsynced before it is acknowledged, so
-    # FsyncPolicy.ALWAYS covers only what the last snapshot flushed. The durable journal
-    # in kaflow.replication.journal (RaftJournal) plugs in here; it also needs its sync()
-    # called before an entry counts as stored.
-    return FileJournal(str(path))
-
-
-def _use_pickle_protocol_5() -> None:
-    # PySyncObj pickles every command and message with protocol 2, which stores bytes
-    # as latin-1 text and inflates binary payloads 1.5x. Protocol 5 stores them as is.
-    # All members must run this code, since protocol 2 readers cannot load protocol 5.
-    setattr(pysyncobj.pickle, "__protocol", 5)
 
 
 def _translate_failure(reason: int) -> KaflowError:
@@ -153,17 +91,21 @@ def _translate_failure(reason: int) -> KaflowError:
     return InternalError(f"Raft rejected the command with failure reason {reason}", reason=reason)
 
 
-class _KaflowSyncObj(SyncObj):  # type: ignore[misc]
-    def __init__(self, adapter: RaftNode, settings: RaftSettings, conf: Any) -> None:
-        # The tick thread starts inside SyncObj.__init__ and may apply entries about
-        # 0.1 s later, so everything apply needs must exist before that call.
-        self.kaflow_adapter = adapter
-        super().__init__(settings.self_address, list(settings.peers), conf)
-
-    @replicated  # type: ignore[untyped-decorator]
-    def apply_command(self, command: bytes) -> CommandResult:
-        # PySyncObj advances raftLastApplied after the method returns.
-        return self.kaflow_adapter.apply(self, command, self.raftLastApplied + 1)
+def _check_settings(settings: RaftSettings) -> None:
+    # Raft messages are pickled Python objects: without the password anyone who reaches
+    # the Raft port can run code in this process.
+    if settings.peers and not settings.password:
+        raise InvalidConfigError(
+            f"a Raft member with peers ({', '.join(settings.peers)}) needs a cluster secret, "
+            "because Raft traffic is pickled Python objects and anyone who reaches the Raft "
+            "port could run code in this process; set the same cluster secret on every node",
+            peers=list(settings.peers),
+        )
+    if settings.password and importlib.util.find_spec("cryptography") is None:
+        raise InvalidConfigError(
+            "the cluster secret needs the 'cryptography' package to encrypt Raft traffic; "
+            "install it with pip install cryptography"
+        )
 
 
 class RaftNode:
@@ -174,12 +116,14 @@ class RaftNode:
         settings: RaftSettings,
         state_machine: StateMachine,
         loop: asyncio.AbstractEventLoop,
+        tuning: RaftTuning | None = None,
     ) -> None:
         self._settings = settings
+        self._tuning = tuning or RaftTuning()
         self._state_machine = state_machine
         self._loop = loop
-        self._obj: _KaflowSyncObj | None = None
-        self._journal: Any = None
+        self._obj: MemberSyncObj | None = None
+        self._journal: RaftJournal | None = None
         self._snapshots: SnapshotStore | None = None
         self._stopping = False
         self._ready = asyncio.Event()
@@ -195,14 +139,26 @@ class RaftNode:
         # Shared by the event loop (compact) and the tick thread (after each snapshot).
         self._snapshot_waiters: list[tuple[int, asyncio.Future[int]]] = []
         self._snapshot_waiters_lock = threading.Lock()
+        # Membership changes and leadership transfer (kaflow.cluster.membership uses them).
+        self.admin = RaftAdmin(
+            loop,
+            lambda: None if self._stopping else self._obj,
+            settings.request_timeout_s,
+            _translate_failure,
+        )
 
     @property
     def journal_path(self) -> Path:
-        return self._settings.raft_dir / JOURNAL_FILE
+        return self._settings.raft_dir / JOURNAL_NAME
 
     @property
     def snapshot_path(self) -> Path:
         return self._settings.raft_dir / SNAPSHOT_FILE
+
+    @property
+    def journal(self) -> RaftJournal | None:
+        """The open Raft journal, for statistics; None before start and after stop."""
+        return self._journal
 
     @property
     def snapshot_index(self) -> int:
@@ -223,71 +179,66 @@ class RaftNode:
         """Open the journal, reconcile storage when there is no snapshot, and start Raft.
 
         Must run on the event loop's thread: PySyncObj's tick thread stops
-        when the thread that created it ends.
+        when the thread that created it ends. Raises InvalidConfigError for
+        peers without a cluster secret or an address that cannot be bound,
+        StorageError for an unusable Raft directory, and InternalError for a
+        PySyncObj release other than 0.3.17.
         """
-        check_pysyncobj_version()
-        _use_pickle_protocol_5()
+        install_patches()
+        _check_settings(self._settings)
         self._settings.raft_dir.mkdir(parents=True, exist_ok=True)
-        self._journal = open_journal(self.journal_path)
+        policy = FsyncPolicy.ALWAYS if self._settings.fsync else FsyncPolicy.NEVER
+        journal = open_journal(self._settings.raft_dir, policy)
+        self._journal = journal
         self._snapshots = SnapshotStore(
-            self._state_machine, self._journal, self.snapshot_path, self._settings.fsync
+            self._state_machine, journal, self.snapshot_path, self._settings.fsync
         )
         try:
             self._snapshots.prepare()
+            conf = build_conf(
+                self._settings,
+                self._tuning,
+                self._serialize,
+                self._deserialize,
+                self.snapshot_path,
+            )
             with _CONSTRUCTION_LOCK:
                 original = pysyncobj.syncobj.createJournal
-                pysyncobj.syncobj.createJournal = lambda _path: self._journal
+                pysyncobj.syncobj.createJournal = lambda _path: journal
                 try:
-                    self._obj = _KaflowSyncObj(self, self._settings, self._conf())
+                    self._obj = MemberSyncObj(
+                        self._settings.self_address,
+                        list(self._settings.peers),
+                        conf,
+                        journal,
+                        self.apply,
+                        self._before_tick,
+                        self._on_journal_failure,
+                    )
                 finally:
                     pysyncobj.syncobj.createJournal = original
         except BaseException:
             if self._obj is None:
-                self._journal._destroy()
+                journal.close()
+                self._journal = None
             raise
         self._obj.addOnTickCallback(self._on_tick)
         if not self._obj.tick_thread_alive():
             # The tick thread exits when binding fails, so it cannot run the clean-up.
             self._obj._doDestroy()
             self._obj = None
+            self._journal = None
             raise InvalidConfigError(
                 f"cannot bind the Raft address {self._settings.self_address}; choose a free "
                 "raft port or stop the process that holds it",
                 raft_address=self._settings.self_address,
             )
         logger.info(
-            "raft started address=%s peers=%s dir=%s",
+            "raft started address=%s peers=%s dir=%s fsync=%s",
             self._settings.self_address,
             ",".join(self._settings.peers) or "-",
             self._settings.raft_dir,
-        )
-
-    def _conf(self) -> Any:
-        single = not self._settings.peers
-        return SyncObjConf(
-            password=self._settings.password,
-            bindAddress=self._settings.self_address,
-            autoTickPeriod=_AUTO_TICK_PERIOD_S,
-            appendEntriesUseBatch=_APPEND_ENTRIES_USE_BATCH,
-            appendEntriesPeriod=_APPEND_ENTRIES_PERIOD_S,
-            # A single member needs no other votes, so it can elect itself quickly at start.
-            raftMinTimeout=0.2 if single else 0.4,
-            raftMaxTimeout=0.3 if single else 1.4,
-            leaderFallbackTimeout=_LEADER_FALLBACK_TIMEOUT_S,
-            # Entries at or above this size are sent in chunks, which PySyncObj 0.3.17
-            # reassembles wrongly; the node bounds every command below it.
-            appendEntriesBatchSizeBytes=self._settings.max_command_bytes + _ENTRY_OVERHEAD_BYTES,
-            sendBufferSize=_SOCKET_BUFFER_BYTES,
-            recvBufferSize=_SOCKET_BUFFER_BYTES,
-            journalFile=str(self.journal_path),
-            fullDumpFile=str(self.snapshot_path),
-            serializer=self._serialize,
-            deserializer=self._deserialize,
-            logCompactionMinEntries=self._settings.compaction_entries,
-            # Splitting delays even forced compactions to this member's time slot.
-            logCompactionSplit=False,
-            maxBindRetries=1,
-            dynamicMembershipChange=False,
+            policy.value,
         )
 
     async def stop(self) -> None:
@@ -296,8 +247,10 @@ class RaftNode:
         obj = self._obj
         if obj is not None:
             obj.removeOnTickCallback(self._on_tick)
+            # Destroying the SyncObj closes the journal.
             await self._loop.run_in_executor(None, obj.destroy_synchronous)
             self._obj = None
+            self._journal = None
         error = UnknownOutcomeError(
             "the node stopped before the command's outcome was known; retry only if the "
             "write is idempotent"
@@ -319,7 +272,13 @@ class RaftNode:
     # Proposals, from the event loop.
 
     async def propose(self, command: bytes) -> CommandResult:
-        """Replicate ``command`` and return its result once this member applied it."""
+        """Replicate ``command`` and return its result once this member applied it.
+
+        Raises RequestTimedOutError when no outcome arrives within the
+        request timeout. That covers a command forwarded to the leader whose
+        reply was lost: PySyncObj drops such a callback only on a leader
+        change, so without the timeout the caller would wait forever.
+        """
         obj = self._obj
         if obj is None or self._stopping:
             raise NotReadyError("the node is not running; retry once it has started")
@@ -342,9 +301,11 @@ class RaftNode:
         try:
             result, reason = await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
+            # NOTE: PySyncObj keeps the callback of a forwarded command whose reply was
+            # lost until the next leader change; it only settles an abandoned future.
             raise RequestTimedOutError(
                 f"the command was not committed within {timeout_s * 1000:.0f} ms; it may "
-                "still be applied later",
+                "still be applied later, so retry only if the write is idempotent",
                 timeout_ms=round(timeout_s * 1000),
             ) from None
         if reason != FAIL_REASON.SUCCESS:
@@ -366,7 +327,7 @@ class RaftNode:
 
     # Tick thread.
 
-    def apply(self, obj: _KaflowSyncObj, command: bytes, index: int) -> CommandResult:
+    def apply(self, obj: MemberSyncObj, command: bytes, index: int) -> CommandResult:
         """Apply one committed command; called by PySyncObj on the tick thread."""
         try:
             result = self._state_machine.apply(command, index)
@@ -376,6 +337,9 @@ class RaftNode:
 
         self._bytes_since_snapshot += len(command)
         over_limit = self._bytes_since_snapshot >= self._settings.compaction_bytes
+        if self._snapshots is not None and self._snapshots.compaction_due(index):
+            # Drops the placeholder entries an installed snapshot left in the journal.
+            obj.forceLogCompaction()
         if over_limit and not self._compaction_requested:
             self._compaction_requested = True
             obj.forceLogCompaction()
@@ -392,7 +356,17 @@ class RaftNode:
     def _deserialize(self, path: str) -> tuple[Entry, Entry, set[Any]]:
         assert self._snapshots is not None
         last, prev, members = self._snapshots.load(path)
+        members = snapshot_members(list(members), self._settings.self_address, self._settings.peers)
         return last, prev, {TCPNode(address) for address in members}
+
+    def _before_tick(self) -> None:
+        # Called by MemberSyncObj._onTick after the journal sync.
+        if self._snapshot_written and self._snapshots is not None:
+            # PySyncObj renamed the new snapshot file into place during the last tick,
+            # and compacts the journal in this one. The rename must be durable first,
+            # or a power loss could leave the old snapshot with a compacted journal.
+            self._snapshot_written = False
+            self._snapshots.fsync_directory()
 
     def _on_tick(self) -> None:
         obj = self._obj
@@ -405,16 +379,12 @@ class RaftNode:
         if changed:
             known_before = self._leader_seen is not None and self._leader_seen[0] is not None
             self._leader_seen = (leader, term)
-            if leader is None and known_before:
-                logger.info("raft leader lost term=%d", term)
+            if leader is None:
+                if known_before:
+                    logger.info("raft leader lost term=%d", term)
             else:
                 local = leader == self._settings.self_address
                 logger.info("raft leader elected leader=%s term=%d local=%s", leader, term, local)
-
-        if self._snapshot_written and self._snapshots is not None:
-            # PySyncObj renamed the new snapshot file into place after the last tick.
-            self._snapshot_written = False
-            self._snapshots.fsync_directory()
 
         becomes_ready = not self._ready.is_set() and obj.isReady() and leader is not None
         now = time.monotonic()
@@ -425,17 +395,28 @@ class RaftNode:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._ready.set)
         self._wake_snapshot_waiters()
+        self.admin.run_tick_jobs(obj)
 
-    def _collect_status(self, obj: _KaflowSyncObj) -> RaftStatus:
+    def _on_journal_failure(self, exc: StorageError) -> None:
+        # Halting makes the node stop itself instead of lingering as a member that
+        # never acknowledges. halt() logs once and ignores later calls.
+        self._state_machine.halt(
+            StorageError(
+                f"the Raft journal failed to write or fsync ({exc.message}); restart the "
+                "node, which recovers the journal from its files",
+            )
+        )
+
+    def _collect_status(self, obj: MemberSyncObj) -> RaftStatus:
         status = obj.getStatus()
         leader = status.get("leader")
+        peers = current_peers(status)
         peers_connected = {
-            address: status.get(f"partner_node_status_server_{address}") == 2
-            for address in self._settings.peers
+            address: status.get(f"partner_node_status_server_{address}") == 2 for address in peers
         }
         match_index = {
             address: int(status[f"match_idx_server_{address}"])
-            for address in self._settings.peers
+            for address in peers
             if f"match_idx_server_{address}" in status
         }
         return RaftStatus(
