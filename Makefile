@@ -20,12 +20,13 @@ $(VENV)/.installed: pyproject.toml
 	touch "$@"
 
 ## run: start a local 3-node Kaflow cluster on 127.0.0.1 (HTTP 8092/8094/8096, data in ./kaflow-data/node-N)
+# `exec` replaces the recipe's shell, so a SIGTERM sent to make reaches Kaflow.
 run: venv
-	"$(BIN)/kaflow" cluster up --data-dir "$(DATA_DIR)"
+	exec "$(BIN)/kaflow" cluster up --data-dir "$(DATA_DIR)"
 
-## run-single: start one Kaflow node on 127.0.0.1:8092 with data in ./kaflow-data
+## run-single: start one Kaflow node on 127.0.0.1:8092 with data in ./kaflow-data/single-node
 run-single: venv
-	"$(BIN)/kaflow" serve --data-dir "$(DATA_DIR)"
+	exec "$(BIN)/kaflow" serve --data-dir "$(DATA_DIR)/single-node"
 
 ## test: run the whole test suite
 test: venv

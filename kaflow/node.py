@@ -296,7 +296,15 @@ class Node:
             if not isinstance(outcome, AppendedBatch):
                 raise outcome.to_error()
         appended = [outcome for outcome in outcomes if isinstance(outcome, AppendedBatch)]
-        self._metrics.count_produced(topic, records)
+        # Records of a batch that was an idempotent retry were stored before: not counted again.
+        self._metrics.count_produced(
+            topic,
+            (
+                requested
+                for requested, record in zip(records, plan.records, strict=True)
+                if not appended[record.item].duplicate
+            ),
+        )
         return [
             RecordMetadata(
                 partition=record.partition,

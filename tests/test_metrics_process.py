@@ -244,3 +244,20 @@ def test_metrics_unknown_query_parameter_rejected(busy_node: NodeProcess) -> Non
     with pytest.raises(urllib.error.HTTPError) as rejected:
         urllib.request.urlopen(f"{busy_node.url}/metrics?format=json", timeout=30)
     assert rejected.value.code == 400
+
+
+def test_metrics_idempotent_retry_not_counted(node: NodeProcess) -> None:
+    node.create_topic("retried", partitions=1)
+    producer = node.post("/v1/producers", {})
+    body = {
+        "producer_id": producer["producer_id"],
+        "producer_epoch": producer["producer_epoch"],
+        "base_sequences": {"0": 0},
+        "records": [{"value": "a", "partition": 0}, {"value": "b", "partition": 0}],
+    }
+
+    first = node.post("/v1/topics/retried/records", body)
+    retry = node.post("/v1/topics/retried/records", body)
+
+    assert retry == first
+    assert scrape(node).value("kaflow_records_in_total", topic="retried") == 2

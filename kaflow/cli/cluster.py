@@ -9,6 +9,7 @@ leader. ``up`` runs a local 3-node cluster in the foreground
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from kaflow.cli.arguments import (
@@ -22,6 +23,7 @@ from kaflow.cli.arguments import (
 )
 from kaflow.cli.exit_codes import ExitCode, UsageError
 from kaflow.cli.output import format_table, print_json
+from kaflow.errors import LeaderNotAvailableError, NotLeaderError
 
 __all__ = ["format_status", "register"]
 
@@ -166,14 +168,28 @@ def _run_add(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+# Removing the leader takes two requests: the first moves leadership away and
+# answers not_leader, the second reaches the new leader, which removes it.
+_REMOVE_ATTEMPTS = 5
+_REMOVE_RETRY_DELAY_S = 0.5
+
+
 def _run_remove(args: argparse.Namespace) -> int:
     path = "/v1/cluster/members/" + _quote(args.member)
-    result = make_client(args).request_object(
-        "DELETE",
-        path,
-        query={"timeout_ms": round(args.change_timeout * 1000)},
-        timeout_s=_request_timeout_s(args),
-    )
+    client = make_client(args)
+    for attempt in range(1, _REMOVE_ATTEMPTS + 1):
+        try:
+            result = client.request_object(
+                "DELETE",
+                path,
+                query={"timeout_ms": round(args.change_timeout * 1000)},
+                timeout_s=_request_timeout_s(args),
+            )
+            break
+        except (NotLeaderError, LeaderNotAvailableError):
+            if attempt == _REMOVE_ATTEMPTS:
+                raise
+            time.sleep(_REMOVE_RETRY_DELAY_S)
     node = result.get("node_id") or result.get("raft_address")
     _print_change(args, result, f"removed {node} ({result.get('raft_address')}); stop its process")
     return ExitCode.OK

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from dataclasses import dataclass
 
@@ -65,7 +66,12 @@ class MemberChange:
 
 
 def parse_raft_address(text: str) -> str:
-    """Return ``text`` if it is HOST:PORT with a port in 1..65535; raise InvalidRequestError."""
+    """Return ``text`` as canonical HOST:PORT (lower-case host, port without leading zeros).
+
+    Raises InvalidRequestError unless ``text`` is HOST:PORT with a port in
+    1..65535. The canonical form keeps "127.0.0.1:08093" from passing as a
+    member other than "127.0.0.1:8093".
+    """
     host, separator, port_text = text.rpartition(":")
     if not separator or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise InvalidRequestError(
@@ -73,7 +79,35 @@ def parse_raft_address(text: str) -> str:
             "for example 127.0.0.1:8099",
             raft_address=text,
         )
-    return text
+    return f"{host.lower()}:{int(port_text)}"
+
+
+async def _endpoints(address: str) -> set[tuple[str, int]]:
+    """Return the (ip, port) pairs ``address`` resolves to, or the address itself if it does not."""
+    host, _, port_text = address.rpartition(":")
+    port = int(port_text)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=2.0
+        )
+    except (OSError, TimeoutError):
+        return {(host, port)}
+    return {(str(info[4][0]), port) for info in infos}
+
+
+async def find_alias(candidate: str, members: list[str]) -> str | None:
+    """Return the member that ``candidate`` names under another spelling, if any.
+
+    Two addresses that resolve to the same IP and port reach the same Raft
+    member; adding such an alias would count one process twice toward the
+    majority.
+    """
+    wanted = await _endpoints(candidate)
+    for member in members:
+        if wanted & await _endpoints(member):
+            return member
+    return None
 
 
 class MembershipManager:
@@ -143,6 +177,14 @@ class MembershipManager:
                 raise MemberAlreadyExistsError(
                     f"{address} is already a cluster member; remove it first to re-add it",
                     raft_address=address,
+                )
+            alias_of = await find_alias(address, list(self.member_addresses()))
+            if alias_of is not None:
+                raise MemberAlreadyExistsError(
+                    f"{address} reaches the existing member {alias_of}; "
+                    "a member cannot be added twice under another address",
+                    raft_address=address,
+                    member=alias_of,
                 )
             await self._change("add", address, timeout_s)
         # The status snapshot may predate the change by up to one refresh interval.

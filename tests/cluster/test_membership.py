@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.cluster_harness import ClusterProcess, wait_for
@@ -97,3 +100,45 @@ def test_remove_leader_moves_leadership_first(cluster: ClusterProcess) -> None:
         lambda: all(len(m.cluster()["members"]) == 2 for m in survivors),
         "the survivors to list two members",
     )
+
+
+def test_cli_remove_node_of_leader_succeeds(cluster: ClusterProcess) -> None:
+    leader = cluster.wait_for_leader()
+    follower = cluster.followers()[0]
+
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kaflow",
+            "--bootstrap",
+            follower.url,
+            "cluster",
+            "remove-node",
+            leader.node_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    leader.stop()
+
+    assert completed.returncode == 0, completed.stderr
+    survivors = cluster.running()
+    wait_for(
+        lambda: all(len(m.cluster()["members"]) == 2 for m in survivors),
+        "the survivors to list two members",
+    )
+
+
+def test_add_alias_of_member_rejected(cluster: ClusterProcess) -> None:
+    leader = cluster.wait_for_leader()
+    follower = cluster.followers()[0]
+    host, port = follower.raft_address.rsplit(":", 1)
+
+    with pytest.raises(HttpError) as caught:
+        leader.post("/v1/cluster/members", {"raft_address": f"{host}:0{port}"})
+
+    assert caught.value.status == 409
+    assert caught.value.code == "member_already_exists"
+    assert len(leader.cluster()["members"]) == 3

@@ -1,0 +1,42 @@
+"""Python client library for Kaflow's HTTP API.
+
+``AsyncAdmin``, ``AsyncProducer`` and ``AsyncConsumer`` run on asyncio;
+``Admin``, ``Producer`` and ``Consumer`` are their blocking twins for plain
+threads. Usage is in docs/client.md.
+"""
+
+from kaflow.client.admin import AsyncAdmin
+from kaflow.client.consumer import AsyncConsumer
+from kaflow.client.errors import (
+    ClientClosedError,
+    ClientError,
+    NodeUnreachableError,
+    NoOffsetForPartitionError,
+)
+from kaflow.client.producer import AsyncProducer
+from kaflow.client.records import (
+    ConsumerRecord,
+    Header,
+    OffsetAndTimestamp,
+    RecordMetadata,
+    TopicPartition,
+)
+from kaflow.client.sync import Admin, Consumer, Producer
+
+__all__ = [
+    "Admin",
+    "AsyncAdmin",
+    "AsyncConsumer",
+    "AsyncProducer",
+    "ClientClosedError",
+    "ClientError",
+    "Consumer",
+    "ConsumerRecord",
+    "Header",
+    "NoOffsetForPartitionError",
+    "NodeUnreachableError",
+    "OffsetAndTimestamp",
+    "Producer",
+    "RecordMetadata",
+    "TopicPartition",
+]
