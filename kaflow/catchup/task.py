@@ -125,8 +125,11 @@ class BackfillTask:
             if not self._tracker.gaps():
                 await self._wake.wait()
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that arrives as the wait finishes, and stop() would hang.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._retry_interval_s)
+                async with asyncio.timeout(self._retry_interval_s):
+                    await self._wake.wait()
 
     async def _fill(self, gap: Gap) -> None:
         loop = asyncio.get_running_loop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, cast
 
-from kaflow.cli import cluster, consume, produce, serve_options, topic
+from kaflow.cli import bench, cluster, consume, produce, serve_options, topic
 from kaflow.cli.arguments import SubParsers, add_client_options
 from kaflow.cli.exit_codes import EXIT_CODES_HELP
 
@@ -55,4 +55,5 @@ def build_parser() -> argparse.ArgumentParser:
     produce.register(subparsers)
     consume.register(subparsers)
     cluster.register(subparsers)
+    bench.register(subparsers)
     return parser

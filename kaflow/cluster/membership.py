@@ -88,9 +88,8 @@ async def _endpoints(address: str) -> set[tuple[str, int]]:
     port = int(port_text)
     loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout=2.0
-        )
+        async with asyncio.timeout(2.0):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, TimeoutError):
         return {(host, port)}
     return {(str(info[4][0]), port) for info in infos}

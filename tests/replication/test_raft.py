@@ -135,6 +135,28 @@ async def test_raft_propose_applies_command(member: tuple[RaftNode, StateMachine
     assert raft.status().term >= 1
 
 
+async def test_raft_propose_cancelled_as_result_arrives(
+    member: tuple[RaftNode, StateMachine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raft, machine = member
+    callers: list[asyncio.Task[Any]] = []
+    settle = adapter_module._settle
+
+    def settle_then_cancel(future: asyncio.Future[Any], value: Any) -> None:
+        # The caller is cancelled after its result is set, before it resumes.
+        settle(future, value)
+        for caller in callers:
+            caller.cancel()
+
+    monkeypatch.setattr(adapter_module, "_settle", settle_then_cancel)
+    caller = asyncio.ensure_future(raft.propose(encode_command(CreateTopic("t", 1, {}))))
+    callers.append(caller)
+
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert machine.topic("t") is not None
+
+
 async def test_raft_compacts_by_bytes(member: tuple[RaftNode, StateMachine]) -> None:
     raft, machine = member
     assert (await raft.propose(encode_command(CreateTopic("t", 1, {})))).ok

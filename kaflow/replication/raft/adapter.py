@@ -299,7 +299,10 @@ class RaftNode:
 
         timeout_s = self._settings.request_timeout_s
         try:
-            result, reason = await asyncio.wait_for(future, timeout_s)
+            # Not asyncio.wait_for: on Python 3.11 it drops a cancellation that arrives
+            # after the future settled, and a cancelled caller would then carry on.
+            async with asyncio.timeout(timeout_s):
+                result, reason = await future
         except TimeoutError:
             # NOTE: PySyncObj keeps the callback of a forwarded command whose reply was
             # lost until the next leader change; it only settles an abandoned future.
@@ -463,7 +466,8 @@ class RaftNode:
         obj.forceLogCompaction()
         timeout_s = self._settings.request_timeout_s
         try:
-            return await asyncio.wait_for(waiter, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await waiter
         except TimeoutError:
             raise RequestTimedOutError(
                 f"no snapshot was written within {timeout_s * 1000:.0f} ms",
@@ -485,6 +489,6 @@ class RaftNode:
 
 
 def _settle(future: asyncio.Future[Any], value: Any) -> None:
-    # wait_for may have cancelled the future after a timeout.
+    # A timeout or a cancelled caller may have cancelled the future.
     if not future.done():
         future.set_result(value)

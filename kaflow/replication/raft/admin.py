@@ -129,7 +129,9 @@ class RaftAdmin:
 
     async def _outcome(self, future: asyncio.Future[int], what: str) -> None:
         try:
-            reason = await asyncio.wait_for(future, self._timeout_s)
+            # asyncio.timeout, not wait_for, so a cancellation is never swallowed.
+            async with asyncio.timeout(self._timeout_s):
+                reason = await future
         except TimeoutError:
             raise RequestTimedOutError(
                 f"the {what} got no response within {self._timeout_s * 1000:.0f} ms; check "
