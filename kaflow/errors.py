@@ -1,9 +1,11 @@
 """Kaflow's error tree.
 
-Every error a node returns and every error the client raises is a subclass of
-:class:`KaflowError`. Each class has a stable snake_case ``code`` (the wire
-name), the HTTP status the server answers with, and a ``retriable`` flag that
-says whether sending the same request again may succeed without changing it.
+Every error a node returns is a subclass of :class:`KaflowError`, and the
+client raises the same class when it receives one (errors the client detects
+itself, such as use after close, are in :mod:`kaflow.client.errors`). Each
+class has a stable snake_case ``code`` (the wire name), the HTTP status of the
+response, and a ``retriable`` flag that says whether sending the same request
+again may succeed without changing it.
 
 ::
 
@@ -101,7 +103,7 @@ __all__ = [
 class KaflowError(Exception):
     """Base class of every error Kaflow raises or returns on the wire.
 
-    ``details`` holds structured fields (the offending value, the limit) that
+    ``details`` contains structured fields (the offending value, the limit) that
     a program can act on without parsing ``message``.
     """
 
@@ -250,7 +252,7 @@ class OutOfOrderSequenceError(KaflowError):
 
     Records between the last stored batch and this one are missing, so
     storing it would break the producer's order. Sending the same request
-    again gets the same answer.
+    again returns the same error.
     """
 
     code = "out_of_order_sequence"
@@ -307,7 +309,7 @@ class ReplicaNotAvailableError(RetriableError):
     """This node has not yet copied the requested records from another member.
 
     A node that missed records while it was down copies them from a peer
-    after it rejoins. Until then it answers reads of that range with this
+    after it rejoins. Until then it rejects reads of that range with this
     error instead of empty or wrong data; another member can serve them now.
     """
 
