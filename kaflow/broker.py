@@ -75,7 +75,7 @@ class ProducerSequences:
 
 @dataclass(frozen=True, slots=True)
 class RecordMetadata:
-    """Where one produced record was stored."""
+    """Partition, offset and timestamp of one produced record."""
 
     partition: int
     offset: int
@@ -124,7 +124,7 @@ class TopicInfo:
 
 @dataclass(frozen=True, slots=True)
 class OffsetLookup:
-    """The answer to "which offset is at earliest / latest / time T".
+    """The result of an offset lookup at earliest, latest or time T.
 
     ``offset`` is None when no record has a timestamp at or after T
     (Kafka returns -1 there). ``timestamp`` is the found record's timestamp
@@ -193,7 +193,7 @@ class ClusterStatus:
 
 
 class Broker(Protocol):
-    """What the HTTP frontend needs from a node."""
+    """Node interface that the HTTP frontend calls."""
 
     @property
     def node_id(self) -> str: ...

@@ -4,7 +4,7 @@ Every error a node returns is a subclass of :class:`KaflowError`, and the
 client raises the same class when it receives one (errors the client detects
 itself, such as use after close, are in :mod:`kaflow.client.errors`). Each
 class has a stable snake_case ``code`` (the wire name), the HTTP status of the
-response, and a ``retriable`` flag that says whether sending the same request
+response, and a ``retriable`` flag that indicates whether sending the same request
 again may succeed without changing it.
 
 ::

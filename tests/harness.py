@@ -120,7 +120,7 @@ class NodeProcess:
         ]
 
     def start(self, timeout: float = DEFAULT_START_TIMEOUT_S) -> NodeProcess:
-        """Start the process and wait until /v1/health/ready answers 200."""
+        """Start the process and wait until /v1/health/ready returns 200."""
         self.ready_file.unlink(missing_ok=True)
         env = dict(os.environ)
         env.update(self.env or {})

@@ -3,7 +3,7 @@
 A partition has a gap when its local log ends before the end offset that
 the replicated state records for it: this node installed a snapshot that
 covers records it never received, or restarted with a log shorter than its
-own snapshot says. The gap is always at the tail, from the local log end to
+own snapshot records. The gap is always at the tail, from the local log end to
 the replicated end offset.
 
 Two writers touch a partition with a gap. The Raft apply thread advances

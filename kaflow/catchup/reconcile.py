@@ -10,7 +10,7 @@ Which local logs may be kept depends on where the snapshot came from
 (:class:`LogOrigin`). Committed records are identical on every member, so
 a log of the same topic incarnation is a prefix of the leader's and is
 kept. A log of another incarnation (the topic was deleted and created again
-while this node was down) holds other records at the same offsets and is
+while this node was down) contains other records at the same offsets and is
 deleted.
 """
 

@@ -169,7 +169,7 @@ def _run_add(args: argparse.Namespace) -> int:
 
 
 # Removing the leader takes two requests: the first moves leadership away and
-# answers not_leader, the second reaches the new leader, which removes it.
+# returns not_leader. The second reaches the new leader, which removes it.
 _REMOVE_ATTEMPTS = 5
 _REMOVE_RETRY_DELAY_S = 0.5
 

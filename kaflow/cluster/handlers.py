@@ -2,7 +2,7 @@
 
 Each one runs on the leader. On a follower that has the leader's
 advertised URL the request is forwarded there (kaflow.cluster.forward);
-otherwise the answer is the retriable not_leader or leader_not_available
+otherwise the response is the retriable not_leader or leader_not_available
 error. docs/http-api.md describes the bodies.
 """
 

@@ -99,12 +99,12 @@ async def find_alias(candidate: str, members: list[str]) -> str | None:
     """Return the member that ``candidate`` names under another spelling, if any.
 
     Two addresses that resolve to the same IP and port reach the same Raft
-    member; adding such an alias would count one process twice toward the
+    member, so adding such an alias would count one process twice toward the
     majority.
     """
-    wanted = await _endpoints(candidate)
+    candidate_endpoints = await _endpoints(candidate)
     for member in members:
-        if wanted & await _endpoints(member):
+        if candidate_endpoints & await _endpoints(member):
             return member
     return None
 

@@ -1,4 +1,4 @@
-"""What applying a command returns to the node that proposed it.
+"""Results that applying a command returns to the node that proposed it.
 
 Results never leave the node, because PySyncObj hands the replicated
 method's return value only to the local callback. A rejected command is a

@@ -100,7 +100,7 @@ def test_leader_kill_stores_every_record_once(cluster: ClusterProcess) -> None:
     for member in cluster.running():
         resent = produce_with_retries(member, body_for(producer, requests - 1))
         assert resent["records"][0]["offset"] == requests - 1
-    # Each request holds one record, so request n's record is at offset n.
+    # Each request contains one record, so request n's record is at offset n.
     assert acked == {number: number for number in range(requests)}
     expected = [f"v{number}" for number in range(requests)]
     for member in cluster.running():

@@ -181,7 +181,7 @@ async def test_raft_propose_times_out_without_leader(tmp_path: Path) -> None:
     logs.open_existing()
     settings = RaftSettings(
         self_address=f"127.0.0.1:{free_port()}",
-        # A peer that never answers: one of two members is not a majority.
+        # A peer that never responds: one of two members is not a majority.
         peers=(f"127.0.0.1:{free_port()}",),
         raft_dir=tmp_path / "lonely" / "raft",
         password="s3cret",
