@@ -69,6 +69,7 @@ _RESTORE: list[Callable[[], None]] = []
 DISABLERS: dict[str, Callable[[pytest.MonkeyPatch], None]] = {
     "pickle_protocol_5": _reverter("pickle_protocol_5"),
     "tcp_send_rearm": _reverter("tcp_send_rearm"),
+    "no_next_index_rewind": _reverter("no_next_index_rewind"),
     "chunk_labels": _disable_chunk_labels,
     "sync_before_send": _disable_sync_before_send,
     "sync_before_tick": _disable_sync_before_tick,

@@ -6,6 +6,7 @@ it, set KAFLOW_TEST_WITHOUT_PATCH to that name (see tests/replication/raft_group
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import struct
@@ -225,3 +226,31 @@ def test_tuning_avoids_timer_latency(tmp_path: Path) -> None:
     assert conf.appendEntriesBatchSizeBytes > group.max_command_bytes
     assert conf.bindAddress == group.addresses[0]
     assert conf.password == group.secret
+
+
+async def test_patch_followers_keep_acknowledged_entries(
+    tmp_path: Path, without_patch: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Needs no_next_index_rewind; without it, pipelined appends make followers cut their logs."""
+    group = RaftGroup(tmp_path, 3).start()
+    try:
+        await group.wait_ready()
+        leader = await group.wait_leader()
+        term = leader.raft.status().term
+        created = await create_topic(leader, "t")
+        caplog.set_level("INFO", logger="kaflow.replication.journal")
+
+        for _ in range(10):
+            commands = [append_command("t", created, os.urandom(512)) for _ in range(100)]
+            results = await asyncio.gather(*(leader.raft.propose(c) for c in commands))
+            assert all(result.ok for result in results)
+
+        await eventually(
+            lambda: all(_end_offset(member) == 1000 for member in group.members),
+            "every member applied the records",
+        )
+        assert leader.raft.status().term == term, "a leader change makes truncation legitimate"
+        messages = [record.getMessage() for record in caplog.records]
+        assert [m for m in messages if "truncated Raft journal" in m] == []
+    finally:
+        await group.close()

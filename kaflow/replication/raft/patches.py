@@ -17,6 +17,17 @@ failure it prevents comes back. Line references are to the PyPI release
   than the socket buffer then moves one buffer's worth per later ``send()``
   and never completes if nothing else is sent. The patch subscribes to write
   events whenever output is left pending.
+- ``no_next_index_rewind``: the leader streams entries to a follower and
+  moves ``nextIndex`` past each batch as it sends it (``syncobj.py:1272``),
+  but every acknowledgement sets ``nextIndex`` to the acknowledged position
+  (``:1079-1082``), moving it back behind batches already sent. The next
+  message then starts before the follower's log end, and the follower
+  deletes every entry after ``prevLogIdx`` without checking terms
+  (``:991-1004``), including entries it had acknowledged and that may count
+  for a commit. Until the leader sends them again, such an entry can exist
+  only on the leader. The patch keeps ``nextIndex`` from moving back on a
+  successful acknowledgement; a follower that really lacks entries replies
+  with a reset, which still moves it back.
 
 :class:`ChunkLabels` corrects a third bug on the sending side, inside the
 transport: an entry whose command is at least ``appendEntriesBatchSizeBytes``
@@ -36,6 +47,7 @@ from typing import Any
 
 import pysyncobj
 import pysyncobj.pickle
+import pysyncobj.syncobj
 import pysyncobj.tcp_connection
 from pysyncobj.poller import POLL_EVENT_TYPE
 
@@ -115,9 +127,41 @@ def _revert_tcp_send_rearm() -> None:
     pysyncobj.tcp_connection.TcpConnection.send = _ORIGINAL_TCP_SEND
 
 
+_SYNCOBJ_CLASS: Any = pysyncobj.syncobj.SyncObj
+_ORIGINAL_ON_MESSAGE: Callable[[Any, Any, Any], None] = _SYNCOBJ_CLASS._SyncObj__onMessageReceived
+
+
+def _on_message_without_rewind(syncobj: Any, node: Any, message: Any) -> None:
+    if not (
+        isinstance(message, dict)
+        and message.get("type") == "next_node_idx"
+        and message.get("success")
+        and not message.get("reset")
+    ):
+        _ORIGINAL_ON_MESSAGE(syncobj, node, message)
+        return
+    next_index: dict[Any, int] = syncobj._SyncObj__raftNextIndex
+    before = next_index.get(node)
+    _ORIGINAL_ON_MESSAGE(syncobj, node, message)
+    after = next_index.get(node)
+    if before is not None and after is not None and after < before:
+        next_index[node] = before
+
+
+def _apply_no_next_index_rewind() -> None:
+    # SyncObj binds the handler when it is constructed (syncobj.py:213), so
+    # this takes effect for instances created after install_patches().
+    _SYNCOBJ_CLASS._SyncObj__onMessageReceived = _on_message_without_rewind
+
+
+def _revert_no_next_index_rewind() -> None:
+    _SYNCOBJ_CLASS._SyncObj__onMessageReceived = _ORIGINAL_ON_MESSAGE
+
+
 PATCHES: tuple[Patch, ...] = (
     Patch("pickle_protocol_5", _apply_pickle_protocol_5, _revert_pickle_protocol_5),
     Patch("tcp_send_rearm", _apply_tcp_send_rearm, _revert_tcp_send_rearm),
+    Patch("no_next_index_rewind", _apply_no_next_index_rewind, _revert_no_next_index_rewind),
 )
 
 _INSTALL_LOCK = threading.Lock()
