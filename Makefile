@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= ./kaflow-data
 PYTEST_ARGS ?=
 
-.PHONY: run run-single test lint bench clean venv image compose-test
+.PHONY: run run-single test lint bench clean venv image compose-test chaos bench-compare
 
 venv: $(VENV)/.installed
 
@@ -34,13 +34,22 @@ test: venv
 
 ## lint: ruff and mypy on the package
 lint: venv
-	"$(BIN)/ruff" check kaflow tests
-	"$(BIN)/ruff" format --check kaflow
-	"$(BIN)/mypy" kaflow
+	"$(BIN)/ruff" check kaflow tests chaos
+	"$(BIN)/ruff" format --check kaflow chaos
+	"$(BIN)/mypy" kaflow chaos
+
+## chaos: the chaos smoke set: a real 3-node cluster under load, faults, then the checker (root; see docs/chaos.md)
+chaos: venv
+	"$(BIN)/python" -m chaos smoke $(CHAOS_ARGS)
 
 ## bench: single-node produce and fetch benchmark (see docs/benchmarks.md)
 bench: venv
 	"$(BIN)/python" benchmarks/single_node.py
+
+## bench-compare: 3-node Kaflow against NATS JetStream R3 and Redis Streams, table in docs/benchmarks.md (needs nats-server, redis-server)
+bench-compare: venv
+	"$(BIN)/pip" install --quiet -r benchmarks/requirements.txt
+	"$(BIN)/python" -m benchmarks.compare $(BENCH_ARGS)
 
 ## image: build the Kaflow container image without a registry (see docs/docker.md)
 image:

@@ -14,14 +14,21 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kaflow.coordinator.reconcile import HeartbeatRequest, HeartbeatResponse
+
 __all__ = [
     "Broker",
     "ClusterStatus",
     "CommittedOffset",
     "FetchResult",
+    "GroupDescription",
+    "GroupMemberDescription",
+    "GroupOffsetDescription",
+    "GroupSummary",
     "MemberStatus",
     "OffsetCommit",
     "OffsetLookup",
+    "OffsetReset",
     "PartitionInfo",
     "ProduceRecord",
     "ProducerIdAndEpoch",
@@ -162,6 +169,64 @@ class CommittedOffset:
         return max(0, self.high_watermark - self.offset)
 
 
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """One entry of ``GET /v1/groups``."""
+
+    group: str
+    state: str
+    members: int
+    group_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMemberDescription:
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    member_epoch: int
+    topics: list[str]
+    assignment: list[tuple[str, int]]
+    revoking: list[tuple[str, int]]
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    # Known only on the Raft leader; None elsewhere.
+    last_heartbeat_ms_ago: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOffsetDescription:
+    """A partition of the group: committed offset (None if none), lag and owner."""
+
+    topic: str
+    partition: int
+    committed_offset: int | None
+    log_start_offset: int
+    high_watermark: int
+    lag: int
+    owner: str | None
+    metadata: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    group: str
+    state: str
+    group_epoch: int
+    members: list[GroupMemberDescription]
+    offsets: list[GroupOffsetDescription]
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetReset:
+    """One partition of a reset-offsets result; ``current_offset`` None if nothing committed."""
+
+    topic: str
+    partition: int
+    current_offset: int | None
+    new_offset: int
+
+
 class RaftRole(enum.Enum):
     FOLLOWER = "follower"
     CANDIDATE = "candidate"
@@ -260,11 +325,53 @@ class Broker(Protocol):
         """Resolve ``"earliest"``, ``"latest"`` or a timestamp in ms to an offset."""
         ...
 
-    # Consumer group offsets.
-    async def commit_offsets(self, group: str, commits: list[OffsetCommit]) -> None: ...
+    # Consumer groups.
+    async def commit_offsets(
+        self,
+        group: str,
+        commits: list[OffsetCommit],
+        member_id: str | None = None,
+        member_epoch: int | None = None,
+    ) -> None:
+        """Store offsets; a member's commit needs its current epoch and owned partitions."""
+        ...
+
+    async def heartbeat(self, group: str, request: HeartbeatRequest) -> HeartbeatResponse:
+        """Join, leave or heartbeat; raises NotLeaderError on a node that is not the leader."""
+        ...
+
+    def describe_group(self, group: str) -> GroupDescription:
+        """Return members and offsets; raises UnknownGroupError if neither exists."""
+        ...
+
+    def group_summaries(self) -> list[GroupSummary]: ...
+
+    async def delete_group(self, group: str) -> None:
+        """Delete the group's offsets; raises GroupNotEmptyError while it has members."""
+        ...
+
+    async def reset_group_offsets(
+        self,
+        group: str,
+        topic: str,
+        partitions: list[int] | None,
+        to: str,
+        value: int | None,
+        execute: bool,
+    ) -> list[OffsetReset]:
+        """Compute (and with ``execute``, store) new committed offsets for an empty group."""
+        ...
 
     def committed_offsets(self, group: str) -> list[CommittedOffset]:
         """Return the group's committed offsets; raises UnknownGroupError if it has none."""
+        ...
+
+    def require_group_coordinator(self) -> None:
+        """Raise NotLeaderError unless this node coordinates groups (the up-to-date leader).
+
+        A leader still applying what earlier leaders committed raises the
+        retriable LeaderNotAvailableError instead.
+        """
         ...
 
     def list_groups(self) -> list[str]: ...

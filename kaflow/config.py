@@ -61,6 +61,13 @@ class NodeConfig:
     # many entries, whichever comes first; PySyncObj keeps the uncompacted log in memory.
     raft_compaction_bytes: int = 64 * 1024 * 1024
     raft_compaction_entries: int = 10_000
+    # Bounds of the session.timeout.ms a consumer group member may request (Kafka's
+    # group.min.session.timeout.ms and group.max.session.timeout.ms).
+    group_min_session_timeout_ms: int = 1000
+    group_max_session_timeout_ms: int = 30 * 60 * 1000
+    # heartbeat.interval.ms returned to group members; the coordinator lowers it to a
+    # third of a member's session timeout when that is shorter.
+    group_heartbeat_interval_ms: int = 3000
 
     @property
     def raft_address(self) -> str:

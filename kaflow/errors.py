@@ -27,11 +27,14 @@ again may succeed without changing it.
     │   ├── UnknownPartitionError      404 unknown_partition
     │   ├── UnknownGroupError          404 unknown_group
     │   ├── UnknownProducerIdError     404 unknown_producer_id
-    │   └── UnknownMemberError         404 unknown_member
+    │   ├── UnknownNodeError           404 unknown_node
+    │   └── UnknownGroupMemberError    404 unknown_member
     ├── MethodNotAllowedError          405 method_not_allowed
     ├── TopicAlreadyExistsError        409 topic_already_exists
     ├── TopicCollisionError            409 topic_collision
     ├── MemberAlreadyExistsError       409 member_already_exists
+    ├── StaleGenerationError           409 stale_generation
+    ├── GroupNotEmptyError             409 group_not_empty
     ├── InvalidProducerEpochError      409 invalid_producer_epoch
     ├── OutOfOrderSequenceError        409 out_of_order_sequence
     ├── OffsetOutOfRangeError          416 offset_out_of_range
@@ -41,7 +44,8 @@ again may succeed without changing it.
     │   ├── NotLeaderError             503 not_leader
     │   ├── ReplicaNotAvailableError   503 replica_not_available
     │   ├── RequestTimedOutError       504 request_timed_out
-    │   └── UnknownOutcomeError        504 unknown_outcome
+    │   ├── UnknownOutcomeError        504 unknown_outcome
+    │   └── DiskFullError              507 disk_full
     ├── StorageError                   500 storage_error
     │   ├── CorruptBatchError          500 corrupt_batch
     │   └── CorruptLogError            500 corrupt_log
@@ -59,7 +63,9 @@ from typing import Any, ClassVar
 __all__ = [
     "CorruptBatchError",
     "CorruptLogError",
+    "DiskFullError",
     "EmptyRecordsError",
+    "GroupNotEmptyError",
     "InternalError",
     "InvalidConfigError",
     "InvalidGroupNameError",
@@ -84,11 +90,13 @@ __all__ = [
     "RequestTimedOutError",
     "RequestTooLargeError",
     "RetriableError",
+    "StaleGenerationError",
     "StorageError",
     "TopicAlreadyExistsError",
     "TopicCollisionError",
     "UnknownGroupError",
-    "UnknownMemberError",
+    "UnknownGroupMemberError",
+    "UnknownNodeError",
     "UnknownOutcomeError",
     "UnknownPartitionError",
     "UnknownProducerIdError",
@@ -259,10 +267,39 @@ class OutOfOrderSequenceError(KaflowError):
     http_status = 409
 
 
-class UnknownMemberError(NotFoundError):
-    """No cluster member has that node id or Raft address."""
+class UnknownNodeError(NotFoundError):
+    """No cluster member (node) has that node id or Raft address."""
+
+    code = "unknown_node"
+
+
+class UnknownGroupMemberError(NotFoundError):
+    """The consumer group has no member with that member id.
+
+    The member was fenced (session or rebalance timeout), replaced by a static
+    member with the same group instance id, or left. It must drop all its
+    partitions and join again with member epoch 0.
+    """
 
     code = "unknown_member"
+
+
+class StaleGenerationError(KaflowError):
+    """The member epoch (generation) in the request is not the member's current one.
+
+    A heartbeat with a stale epoch must join again. A commit with a stale epoch,
+    or for a partition the member does not own, is not stored.
+    """
+
+    code = "stale_generation"
+    http_status = 409
+
+
+class GroupNotEmptyError(KaflowError):
+    """The operation needs a consumer group without members, and this one has members."""
+
+    code = "group_not_empty"
+    http_status = 409
 
 
 class MemberAlreadyExistsError(KaflowError):
@@ -330,6 +367,18 @@ class UnknownOutcomeError(RetriableError):
 
     code = "unknown_outcome"
     http_status = 504
+
+
+class DiskFullError(RetriableError):
+    """The node's data directory has less free space than the node keeps in reserve.
+
+    The node rejects new writes instead of failing in the middle of one, and
+    accepts them again once space is freed. ``details`` has ``path``,
+    ``free_bytes`` and ``reserve_bytes``.
+    """
+
+    code = "disk_full"
+    http_status = 507
 
 
 class StorageError(KaflowError):

@@ -23,8 +23,11 @@ from kaflow.broker import (
     ClusterStatus,
     CommittedOffset,
     FetchResult,
+    GroupDescription,
+    GroupSummary,
     OffsetCommit,
     OffsetLookup,
+    OffsetReset,
     PartitionInfo,
     ProduceRecord,
     ProducerIdAndEpoch,
@@ -41,10 +44,16 @@ from kaflow.catchup.serving import (
 from kaflow.cluster.membership import MembershipManager
 from kaflow.cluster.registration import MemberRegistration
 from kaflow.config import NodeConfig
+from kaflow.coordinator.admin import describe_group, group_summaries, plan_offset_reset
+from kaflow.coordinator.reconcile import HeartbeatRequest, HeartbeatResponse
+from kaflow.coordinator.service import GroupCoordinator
 from kaflow.errors import (
+    CorruptBatchError,
+    CorruptLogError,
     InternalError,
     InvalidOffsetError,
     OffsetOutOfRangeError,
+    StorageError,
     TopicAlreadyExistsError,
     UnknownGroupError,
     UnknownPartitionError,
@@ -59,7 +68,9 @@ from kaflow.replication.commands import (
     CommitOffsets,
     CreateTopic,
     DeleteTopic,
+    GroupDelete,
     InitProducer,
+    ResetOffsets,
     encode_command,
 )
 from kaflow.replication.produce import plan_produce
@@ -69,7 +80,7 @@ from kaflow.replication.producer_requests import (
     check_producer_sequences,
     record_timestamp,
 )
-from kaflow.replication.replica import Replica
+from kaflow.replication.replica import Replica, raft_settings
 from kaflow.replication.request_checks import (
     check_fetch_arguments,
     check_fetch_offset,
@@ -80,6 +91,7 @@ from kaflow.replication.state import PartitionState, TopicState
 from kaflow.replication.state_machine import StateMachine
 from kaflow.storage.log import PartitionLog
 from kaflow.storage.manager import LogManager
+from kaflow.storage.space import SpaceGuard
 from kaflow.topics import (
     check_topic_collision,
     effective_config,
@@ -109,6 +121,15 @@ class Node:
         self._metrics = NodeMetrics(self, self._replica)
         self._registration = MemberRegistration(config, self._replica)
         self.membership = MembershipManager(config, self._replica)
+        self.coordinator = GroupCoordinator(config, self._replica)
+        # Twice the Raft journal's reserve of one command, so that after this node
+        # rejects produce requests it still stores entries from other members and
+        # the deletions that free space.
+        self.space = SpaceGuard(
+            config.data_dir,
+            2 * raft_settings(config).max_command_bytes,
+            purpose="produce requests",
+        )
 
     # Lifecycle.
 
@@ -145,6 +166,7 @@ class Node:
         """
         await self._replica.start()
         self._registration.start()
+        self.coordinator.start()
         if wait_ready:
             await self.wait_ready()
 
@@ -166,6 +188,7 @@ class Node:
 
     async def stop(self) -> None:
         """Stop accepting requests, stop Raft, flush (and fsync) the partition logs, close them."""
+        await self.coordinator.stop()
         await self._registration.stop()
         await self._replica.stop()
 
@@ -286,6 +309,7 @@ class Node:
         found = self._topic(topic)
         if producer is not None:
             check_producer_sequences(records, producer)
+        self.space.check()
         now_ms = _now_ms()
         plan = plan_produce(
             found, records, self._partitioner, now_ms, self._config.max_request_bytes
@@ -364,6 +388,8 @@ class Node:
             records = await loop.run_in_executor(
                 None, log.read_records, offset, max_bytes, max_records
             )
+        except (CorruptBatchError, CorruptLogError) as exc:
+            raise self._damaged_read(topic, partition, offset, exc) from exc
         except OffsetOutOfRangeError:
             # Retention moved the log start between the check and the read.
             offsets, _ = self._partition(topic, partition)
@@ -398,13 +424,31 @@ class Node:
         """Return raw batches for another member's back-fill; see kaflow.catchup.serving."""
         state, logs = self._check_ready()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            None, read_batches_for_peer, state, logs, topic, partition, offset, max_bytes
-        )
+        try:
+            return await loop.run_in_executor(
+                None, read_batches_for_peer, state, logs, topic, partition, offset, max_bytes
+            )
+        except (CorruptBatchError, CorruptLogError) as exc:
+            raise self._damaged_read(topic, partition, offset, exc) from exc
+
+    def _damaged_read(
+        self, topic: str, partition: int, offset: int, exc: StorageError
+    ) -> Exception:
+        """Report a read that met damaged bytes; return the error to raise (see DamageRepair)."""
+        repair = self._replica.repair
+        if repair is None:
+            return exc
+        return repair.read_failed(topic, partition, offset, exc)
 
     # Consumer group offsets.
 
-    async def commit_offsets(self, group: str, commits: list[OffsetCommit]) -> None:
+    async def commit_offsets(
+        self,
+        group: str,
+        commits: list[OffsetCommit],
+        member_id: str | None = None,
+        member_epoch: int | None = None,
+    ) -> None:
         self._check_ready()
         validate_group_name(group)
         for commit in commits:
@@ -414,7 +458,7 @@ class Node:
             return
 
         result = await self._replica.propose(
-            encode_command(CommitOffsets(group, entries, _now_ms()))
+            encode_command(CommitOffsets(group, entries, _now_ms(), member_id, member_epoch))
         )
         result.raise_for_rejection()
 
@@ -445,6 +489,61 @@ class Node:
     def list_groups(self) -> list[str]:
         state, _ = self._check_ready()
         return state.groups()
+
+    def group_summaries(self) -> list[GroupSummary]:
+        state, _ = self._check_ready()
+        return group_summaries(state)
+
+    async def heartbeat(self, group: str, request: HeartbeatRequest) -> HeartbeatResponse:
+        self._check_ready()
+        validate_group_name(group)
+        return await self.coordinator.heartbeat(group, request)
+
+    def require_group_coordinator(self) -> None:
+        self._check_ready()
+        self.coordinator.require_active()
+
+    def describe_group(self, group: str) -> GroupDescription:
+        state, _ = self._check_ready()
+        validate_group_name(group)
+        return describe_group(state, group, self.coordinator.last_heartbeat_ms_ago)
+
+    async def delete_group(self, group: str) -> None:
+        self._check_ready()
+        validate_group_name(group)
+        self.coordinator.require_leader()
+        self.describe_group(group)
+        result = await self._replica.propose(encode_command(GroupDelete(group)))
+        result.raise_for_rejection()
+
+    async def reset_group_offsets(
+        self,
+        group: str,
+        topic: str,
+        partitions: list[int] | None,
+        to: str,
+        value: int | None,
+        execute: bool,
+    ) -> list[OffsetReset]:
+        state, _ = self._check_ready()
+        validate_group_name(group)
+        if execute:
+            self.coordinator.require_leader()
+        plan = plan_offset_reset(
+            state, group, topic, partitions, to, value, self._offset_for_timestamp
+        )
+        if execute and plan:
+            entries = offset_entries(
+                [OffsetCommit(reset.topic, reset.partition, reset.new_offset) for reset in plan]
+            )
+            result = await self._replica.propose(
+                encode_command(ResetOffsets(group, entries, _now_ms()))
+            )
+            result.raise_for_rejection()
+        return plan
+
+    def _offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> int | None:
+        return self.lookup_offset(topic, partition, timestamp).offset
 
     # Cluster.
 

@@ -26,6 +26,7 @@ from kaflow.replication.state_machine import StateMachine
 from kaflow.storage.batch import BATCH_HEADER_SIZE, read_batch_header
 from kaflow.storage.log import PartitionLog
 from kaflow.storage.manager import LogManager
+from kaflow.storage.scrub import check_batch_chain
 
 __all__ = [
     "BATCHES_PATH",
@@ -70,9 +71,10 @@ def read_batches_for_peer(
     """Read whole batches from ``offset`` up to ``max_bytes`` (at least one batch).
 
     Returns empty data at or past the served end. Raises UnknownTopicError,
-    UnknownPartitionError, InvalidOffsetError for a negative offset, and
+    UnknownPartitionError, InvalidOffsetError for a negative offset,
     OffsetOutOfRangeError (with ``log_start_offset`` in its details) below
-    the local log start.
+    the local log start, and CorruptBatchError when a stored batch fails its
+    CRC-32C or offset chain check.
     """
     found = state.topic(topic)
     if found is None:
@@ -103,6 +105,8 @@ def read_batches_for_peer(
             high_watermark=offsets.log_end_offset,
         )
     data = b"" if offset >= served_end else _batches_below(log.read(offset, max_bytes), served_end)
+    # The receiver verifies too, but damaged bytes must not leave this node at all.
+    check_batch_chain(data, offset, f"{topic}-{partition}")
     return PeerBatches(data, log_start, local_end, offsets.log_end_offset, found.created_index)
 
 

@@ -21,6 +21,7 @@ from kaflow.cli.arguments import (
     non_negative_int,
     positive_int,
 )
+from kaflow.cli.consume_group import run_group
 from kaflow.cli.exit_codes import ExitCode, NodeUnreachableError
 from kaflow.cli.http import NodeClient
 from kaflow.cli.output import print_json_line
@@ -55,8 +56,9 @@ def register(subparsers: SubParsers) -> None:
             "Print records of TOPIC from every partition (or --partition). Without --follow "
             "the command stops at the high watermark each partition had when it started. "
             "A group's committed offset takes precedence over --offset and --from-time, which "
-            "then apply only to partitions the group has not committed. Consumer group "
-            "membership is not implemented: --group only resumes from and commits offsets."
+            "then apply only to partitions the group has not committed. With --group (and "
+            "without --partition) the command joins the consumer group and reads only the "
+            "partitions the group assigns to it."
         ),
     )
 
@@ -98,8 +100,9 @@ def register(subparsers: SubParsers) -> None:
         metavar="GROUP",
         type=group_name,
         help=(
-            "start from GROUP's committed offsets and commit the next offset after printing; "
-            "GROUP is 1 to 255 letters, digits, '.', '_' or '-'"
+            "join consumer group GROUP, read the partitions it assigns, start from its committed "
+            "offsets and commit the next offset after printing; with --partition, read that "
+            "partition without joining; GROUP is 1 to 255 letters, digits, '.', '_' or '-'"
         ),
     )
 
@@ -179,6 +182,8 @@ class _Delivery:
 
 def _run(args: argparse.Namespace) -> int:
     client = make_client(args)
+    if args.group is not None and args.partition is None:
+        return run_group(args, client)
     topic = client.describe_topic(args.topic)
     positions = resolve_positions(
         client, topic, args.partition, args.offset, args.from_time, args.group

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, cast
 
-from kaflow.cli import bench, cluster, consume, produce, serve_options, topic
+from kaflow.cli import bench, cluster, consume, group, produce, serve_options, topic
 from kaflow.cli.arguments import SubParsers, add_client_options
 from kaflow.cli.exit_codes import EXIT_CODES_HELP
 
@@ -38,7 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the parser for `kaflow` and every subcommand."""
     parser = argparse.ArgumentParser(
         prog="kaflow",
-        description="Run a Kaflow node, manage its topics, and produce and consume records.",
+        description=(
+            "Run a Kaflow node, manage its topics and consumer groups, and produce and "
+            "consume records."
+        ),
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -54,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     topic.register(subparsers)
     produce.register(subparsers)
     consume.register(subparsers)
+    group.register(subparsers)
     cluster.register(subparsers)
     bench.register(subparsers)
     return parser

@@ -226,6 +226,27 @@ SERVE_OPTIONS: tuple[ServeOption, ...] = (
         "snapshot", "N", str(_NODE_DEFAULTS.raft_compaction_entries),
     ),
     ServeOption(
+        "--group-min-session-timeout-ms", "group_min_session_timeout_ms", positive_int,
+        _NODE_DEFAULTS.group_min_session_timeout_ms,
+        "minimum session timeout in milliseconds a consumer group member may request "
+        "(Kafka's group.min.session.timeout.ms)", "MS",
+        str(_NODE_DEFAULTS.group_min_session_timeout_ms),
+    ),
+    ServeOption(
+        "--group-max-session-timeout-ms", "group_max_session_timeout_ms", positive_int,
+        _NODE_DEFAULTS.group_max_session_timeout_ms,
+        "maximum session timeout in milliseconds a consumer group member may request "
+        "(Kafka's group.max.session.timeout.ms)", "MS",
+        str(_NODE_DEFAULTS.group_max_session_timeout_ms),
+    ),
+    ServeOption(
+        "--group-heartbeat-interval-ms", "group_heartbeat_interval_ms", positive_int,
+        _NODE_DEFAULTS.group_heartbeat_interval_ms,
+        "heartbeat interval in milliseconds returned to consumer group members (Kafka's "
+        "heartbeat.interval.ms), at most a third of the member's session timeout", "MS",
+        str(_NODE_DEFAULTS.group_heartbeat_interval_ms),
+    ),
+    ServeOption(
         "--log-level", "log_level", _choice("log level", LOG_LEVELS), "INFO",
         "minimum level of the log lines written to stderr: " + ", ".join(LOG_LEVELS),
         "LEVEL", "INFO",
@@ -295,6 +316,7 @@ def resolve_serve_settings(args: argparse.Namespace, environ: Mapping[str, str])
     settings_values = {name: values.pop(name) for name in list(values) if name in _SETTINGS_FIELDS}
     config = NodeConfig(**values)
     _check_addresses(config)
+    _check_group_timeouts(config)
     return ServeSettings(config=config, **settings_values)
 
 
@@ -352,4 +374,13 @@ def _check_addresses(config: NodeConfig) -> None:
         raise UsageError(
             f"--port and --raft-port are both {config.port} on {config.host}; "
             "give the HTTP API and Raft different ports"
+        )
+
+
+def _check_group_timeouts(config: NodeConfig) -> None:
+    if config.group_min_session_timeout_ms > config.group_max_session_timeout_ms:
+        raise UsageError(
+            f"--group-min-session-timeout-ms {config.group_min_session_timeout_ms} is above "
+            f"--group-max-session-timeout-ms {config.group_max_session_timeout_ms}; set the "
+            "minimum at or below the maximum"
         )

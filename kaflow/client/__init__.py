@@ -10,10 +10,24 @@ from kaflow.client.consumer import AsyncConsumer
 from kaflow.client.errors import (
     ClientClosedError,
     ClientError,
+    CommitFailedError,
+    IllegalStateError,
     NodeUnreachableError,
     NoOffsetForPartitionError,
 )
+from kaflow.client.group_admin import (
+    GroupDescription,
+    GroupListing,
+    GroupMember,
+    GroupOffset,
+    GroupState,
+    OffsetReset,
+    OffsetResetPlan,
+    OffsetResetStrategy,
+)
+from kaflow.client.membership import ConsumerGroupMetadata, MemberState
 from kaflow.client.producer import AsyncProducer
+from kaflow.client.rebalance import ConsumerRebalanceListener
 from kaflow.client.records import (
     ConsumerRecord,
     Header,
@@ -30,12 +44,25 @@ __all__ = [
     "AsyncProducer",
     "ClientClosedError",
     "ClientError",
+    "CommitFailedError",
     "Consumer",
+    "ConsumerGroupMetadata",
+    "ConsumerRebalanceListener",
     "ConsumerRecord",
+    "GroupDescription",
+    "GroupListing",
+    "GroupMember",
+    "GroupOffset",
+    "GroupState",
     "Header",
+    "IllegalStateError",
+    "MemberState",
     "NoOffsetForPartitionError",
     "NodeUnreachableError",
     "OffsetAndTimestamp",
+    "OffsetReset",
+    "OffsetResetPlan",
+    "OffsetResetStrategy",
     "Producer",
     "RecordMetadata",
     "TopicPartition",

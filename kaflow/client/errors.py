@@ -5,7 +5,9 @@
     ClientError
     ├── ClientClosedError           the client was closed by its owner
     ├── NodeUnreachableError        no node responded before the retry timeout
-    └── NoOffsetForPartitionError   no position and auto_offset_reset="error"
+    ├── NoOffsetForPartitionError   no position and auto_offset_reset="error"
+    ├── CommitFailedError           a group member's commit was rejected for good
+    └── IllegalStateError           a call that the consumer's state does not allow
 
 These errors never travel on the wire, so they stay outside the
 :class:`kaflow.errors.KaflowError` tree, whose classes each own a wire code.
@@ -17,6 +19,8 @@ from __future__ import annotations
 __all__ = [
     "ClientClosedError",
     "ClientError",
+    "CommitFailedError",
+    "IllegalStateError",
     "NoOffsetForPartitionError",
     "NodeUnreachableError",
 ]
@@ -48,3 +52,22 @@ class NoOffsetForPartitionError(ClientError):
         super().__init__(message)
         self.topic = topic
         self.partition = partition
+
+
+class CommitFailedError(ClientError):
+    """A group member's offset commit was rejected, and retrying it cannot succeed.
+
+    The member was fenced (its session or rebalance timeout ran out, or it
+    left the group), or the partitions moved to another member. The records
+    behind these offsets may be processed again by the partitions' new owner.
+    ``cause`` is the node's error (``unknown_member`` or ``stale_generation``)
+    when there was one.
+    """
+
+    def __init__(self, message: str, cause: Exception | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class IllegalStateError(ClientError):
+    """A call that the consumer's state does not allow, such as assign() after subscribe()."""

@@ -17,9 +17,18 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from kaflow.client.admin import AsyncAdmin
-from kaflow.client.consumer import AsyncConsumer
+from kaflow.client.caller_thread import CallerThreadCallbacks
+from kaflow.client.consumer import AsyncConsumer, OffsetsToCommit
 from kaflow.client.errors import ClientClosedError
+from kaflow.client.group_admin import (
+    GroupDescription,
+    GroupListing,
+    OffsetResetPlan,
+    OffsetResetStrategy,
+)
+from kaflow.client.membership import ConsumerGroupMetadata
 from kaflow.client.producer import AsyncProducer
+from kaflow.client.rebalance import ConsumerRebalanceListener
 from kaflow.client.records import (
     ConsumerRecord,
     Header,
@@ -129,8 +138,27 @@ class Admin(_BlockingClient):
     def delete_topic(self, name: str) -> None:
         self._loop.run(self._admin.delete_topic(name))
 
-    def list_groups(self) -> list[str]:
+    def list_groups(self) -> list[GroupListing]:
         return self._loop.run(self._admin.list_groups())
+
+    def describe_group(self, group: str) -> GroupDescription:
+        return self._loop.run(self._admin.describe_group(group))
+
+    def delete_group(self, group: str) -> None:
+        self._loop.run(self._admin.delete_group(group))
+
+    def reset_group_offsets(
+        self,
+        group: str,
+        topic: str,
+        to: OffsetResetStrategy | str,
+        value: int | None = None,
+        partitions: Sequence[int] | None = None,
+        execute: bool = False,
+    ) -> OffsetResetPlan:
+        return self._loop.run(
+            self._admin.reset_group_offsets(group, topic, to, value, partitions, execute)
+        )
 
     def committed_offsets(self, group: str) -> list[JsonObject]:
         return self._loop.run(self._admin.committed_offsets(group))
@@ -180,11 +208,23 @@ class Producer(_BlockingClient):
 
 
 class Consumer(_BlockingClient):
-    """The blocking twin of :class:`AsyncConsumer`; takes the same arguments."""
+    """The blocking twin of :class:`AsyncConsumer`; takes the same arguments.
+
+    Rebalance listener callbacks (plain functions) run in the thread that
+    called :meth:`poll`, :meth:`unsubscribe` or :meth:`close`, so they may
+    call :meth:`commit` and the other methods.
+    """
 
     def __init__(self, bootstrap: Sequence[str] | str, **options: Any) -> None:
         self._loop = _LoopThread("kaflow-consumer")
-        self._consumer = self._loop.run(_build(AsyncConsumer, bootstrap, options))
+        try:
+            self._consumer = self._loop.run(_build(AsyncConsumer, bootstrap, options))
+        except BaseException:
+            # Invalid options: stop the loop thread that no close() call will stop.
+            self._loop.stop()
+            raise
+        self._callbacks = CallerThreadCallbacks(self._loop.loop, self._loop.submit)
+        self._loop.call(self._consumer._set_callback_invoker, self._callbacks.invoke)
 
     def __enter__(self) -> Consumer:
         return self
@@ -196,6 +236,23 @@ class Consumer(_BlockingClient):
 
     def assign(self, partitions: Iterable[tuple[str, int]]) -> None:
         self._loop.call(self._consumer.assign, list(partitions))
+
+    def subscribe(
+        self, topics: Iterable[str], listener: ConsumerRebalanceListener | None = None
+    ) -> None:
+        chosen = [topics] if isinstance(topics, str) else list(topics)
+        self._loop.call(self._consumer.subscribe, chosen, listener)
+
+    def unsubscribe(self) -> None:
+        self._callbacks.run(self._consumer.unsubscribe())
+
+    def subscription(self) -> set[str]:
+        result: set[str] = self._loop.call(self._consumer.subscription)
+        return result
+
+    def group_metadata(self) -> ConsumerGroupMetadata | None:
+        result: ConsumerGroupMetadata | None = self._loop.call(self._consumer.group_metadata)
+        return result
 
     def assignment(self) -> set[TopicPartition]:
         result: set[TopicPartition] = self._loop.call(self._consumer.assignment)
@@ -229,21 +286,30 @@ class Consumer(_BlockingClient):
         return self._loop.run(self._consumer.offsets_for_times(timestamps))
 
     def poll(self, timeout_ms: int = 0, max_records: int = 500) -> list[ConsumerRecord]:
-        return self._loop.run(self._consumer.poll(timeout_ms, max_records))
+        return self._callbacks.run(self._consumer.poll(timeout_ms, max_records))
 
-    def commit(self, offsets: Mapping[tuple[str, int], int] | None = None) -> None:
+    def commit(self, offsets: OffsetsToCommit | None = None) -> None:
         self._loop.run(self._consumer.commit(offsets))
+
+    def commit_async(
+        self, offsets: OffsetsToCommit | None = None
+    ) -> concurrent.futures.Future[None]:
+        """Start committing and return a future; the offsets are taken at the call."""
+        task: asyncio.Task[None] = self._loop.call(self._consumer.commit_async, offsets)
+        return self._loop.submit(_await(task))
 
     def committed(self, partition: tuple[str, int]) -> int | None:
         return self._loop.run(self._consumer.committed(partition))
 
     def close(self) -> None:
-        """Close the connections and stop the loop thread."""
+        """Leave the group if subscribed, close the connections and stop the loop thread."""
         try:
-            self._loop.run(self._consumer.close())
+            self._callbacks.run(self._consumer.close())
         except ClientClosedError:
             return
-        self._loop.stop()
+        finally:
+            if not self._callbacks.in_callback():
+                self._loop.stop()
 
 
 async def _build(cls: type[T], bootstrap: Sequence[str] | str, options: dict[str, Any]) -> T:

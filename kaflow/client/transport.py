@@ -141,6 +141,10 @@ class Transport:
                     raise
         raise AssertionError("unreachable: tenacity either returns or raises")
 
+    def rotate(self) -> None:
+        """Send the next request to the next node, for example after this one proved behind."""
+        self._next_index += 1
+
     def _pick_url(self) -> str:
         return self._urls[self._next_index % len(self._urls)]
 

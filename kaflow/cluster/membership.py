@@ -36,7 +36,7 @@ from kaflow.errors import (
     NotLeaderError,
     RequestTimedOutError,
     RetriableError,
-    UnknownMemberError,
+    UnknownNodeError,
 )
 from kaflow.replication.commands import UnregisterMember, encode_command
 from kaflow.replication.raft_types import RaftStatus
@@ -157,7 +157,7 @@ class MembershipManager:
         for address, info in self.registry().items():
             if info.node_id == member and address in addresses:
                 return address
-        raise UnknownMemberError(
+        raise UnknownNodeError(
             f"no cluster member has node id or Raft address {member!r}; current members: "
             f"{', '.join(self._describe(address) for address in addresses)}",
             member=member,

@@ -30,7 +30,20 @@ Operations and their fields (msgpack types):
 ``commit_offsets``
     ``group`` str, ``timestamp`` int (commit time in ms, fixed by the
     proposer), ``offsets`` array of maps, each ``topic`` str, ``partition``
-    int, ``offset`` int, ``metadata`` str.
+    int, ``offset`` int, ``metadata`` str. Optional ``member_id`` str and
+    ``member_epoch`` int: a commit from a group member, checked at apply
+    against the group record (kaflow.replication.group_apply).
+``reset_offsets``
+    the fields of ``commit_offsets`` without the member fields; applied
+    only while the group has no members.
+``group_update``
+    ``group`` str, ``base_version`` int (the ``version`` of the group record
+    the update was computed from, 0 for none), ``record`` map (the whole new
+    record, kaflow.coordinator.model). Apply rejects a base version that is
+    not the stored one, and the coordinator computes the update again.
+``group_delete``
+    ``group`` str: deletes the group's record and committed offsets; applied
+    only while the group has no members.
 ``delete_records``
     ``topic`` str, ``partition`` int, ``offset`` int (the new log start
     offset; records below it are deleted).
@@ -57,6 +70,13 @@ from typing import Any, TypeAlias
 
 import msgpack
 
+from kaflow.coordinator.model import (
+    GroupRecord,
+    GroupRecordFormatError,
+    decode_group_record,
+    encode_group_record,
+)
+
 __all__ = [
     "FORMAT_VERSION",
     "AlterTopic",
@@ -68,10 +88,13 @@ __all__ = [
     "CreateTopic",
     "DeleteRecords",
     "DeleteTopic",
+    "GroupDelete",
+    "GroupUpdate",
     "InitProducer",
     "OffsetEntry",
     "ProducerBatch",
     "RegisterMember",
+    "ResetOffsets",
     "UnregisterMember",
     "decode_command",
     "encode_command",
@@ -145,6 +168,28 @@ class CommitOffsets:
     group: str
     offsets: list[OffsetEntry]
     timestamp: int
+    # Set together for a commit from a group member; None for a standalone consumer.
+    member_id: str | None = None
+    member_epoch: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResetOffsets:
+    group: str
+    offsets: list[OffsetEntry]
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupUpdate:
+    group: str
+    base_version: int
+    record: GroupRecord
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDelete:
+    group: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +227,9 @@ Command: TypeAlias = (
     | InitProducer
     | RegisterMember
     | UnregisterMember
+    | ResetOffsets
+    | GroupUpdate
+    | GroupDelete
 )
 
 
@@ -201,21 +249,33 @@ def _to_map(command: Command) -> dict[str, Any]:
             }
         case Append(items):
             return {"op": "append", "items": [_item_to_map(item) for item in items]}
-        case CommitOffsets(group, offsets, timestamp):
-            return {
+        case CommitOffsets(group, offsets, timestamp, member_id, member_epoch):
+            fields = {
                 "op": "commit_offsets",
                 "group": group,
                 "timestamp": timestamp,
-                "offsets": [
-                    {
-                        "topic": entry.topic,
-                        "partition": entry.partition,
-                        "offset": entry.offset,
-                        "metadata": entry.metadata,
-                    }
-                    for entry in offsets
-                ],
+                "offsets": _offsets_to_maps(offsets),
             }
+            if member_id is not None:
+                fields["member_id"] = member_id
+                fields["member_epoch"] = member_epoch
+            return fields
+        case ResetOffsets(group, offsets, timestamp):
+            return {
+                "op": "reset_offsets",
+                "group": group,
+                "timestamp": timestamp,
+                "offsets": _offsets_to_maps(offsets),
+            }
+        case GroupUpdate(group, base_version, record):
+            return {
+                "op": "group_update",
+                "group": group,
+                "base_version": base_version,
+                "record": encode_group_record(record),
+            }
+        case GroupDelete(group):
+            return {"op": "group_delete", "group": group}
         case DeleteRecords(topic, partition, offset):
             return {
                 "op": "delete_records",
@@ -235,6 +295,30 @@ def _to_map(command: Command) -> dict[str, Any]:
         case UnregisterMember(raft_address):
             return {"op": "unregister_member", "raft_address": raft_address}
     raise TypeError(f"not a command: {command!r}")
+
+
+def _offsets_to_maps(offsets: list[OffsetEntry]) -> list[dict[str, Any]]:
+    return [
+        {
+            "topic": entry.topic,
+            "partition": entry.partition,
+            "offset": entry.offset,
+            "metadata": entry.metadata,
+        }
+        for entry in offsets
+    ]
+
+
+def _offsets_from_maps(fields: dict[str, Any]) -> list[OffsetEntry]:
+    return [
+        OffsetEntry(
+            _field(entry, "topic", str),
+            _field(entry, "partition", int),
+            _field(entry, "offset", int),
+            _field(entry, "metadata", str),
+        )
+        for entry in _maps(fields.get("offsets"), "offsets")
+    ]
 
 
 def _item_to_map(item: AppendItem) -> dict[str, Any]:
@@ -306,19 +390,34 @@ def _from_map(fields: dict[str, Any]) -> Command:
     if op == "append":
         return Append([_item_from_map(item) for item in _maps(fields.get("items"), "items")])
     if op == "commit_offsets":
+        member_id: str | None = None
+        member_epoch: int | None = None
+        if "member_id" in fields:
+            member_id = _field(fields, "member_id", str)
+            member_epoch = _field(fields, "member_epoch", int)
         return CommitOffsets(
             _field(fields, "group", str),
-            [
-                OffsetEntry(
-                    _field(entry, "topic", str),
-                    _field(entry, "partition", int),
-                    _field(entry, "offset", int),
-                    _field(entry, "metadata", str),
-                )
-                for entry in _maps(fields.get("offsets"), "offsets")
-            ],
+            _offsets_from_maps(fields),
+            _field(fields, "timestamp", int),
+            member_id,
+            member_epoch,
+        )
+    if op == "reset_offsets":
+        return ResetOffsets(
+            _field(fields, "group", str),
+            _offsets_from_maps(fields),
             _field(fields, "timestamp", int),
         )
+    if op == "group_update":
+        try:
+            record = decode_group_record(fields.get("record"))
+        except GroupRecordFormatError as exc:
+            raise CommandFormatError(str(exc)) from exc
+        return GroupUpdate(
+            _field(fields, "group", str), _field(fields, "base_version", int), record
+        )
+    if op == "group_delete":
+        return GroupDelete(_field(fields, "group", str))
     if op == "delete_records":
         return DeleteRecords(
             _field(fields, "topic", str),

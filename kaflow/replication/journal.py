@@ -35,7 +35,13 @@ from types import TracebackType
 from typing import overload
 
 from kaflow.config import FsyncPolicy
-from kaflow.errors import InternalError, InvalidConfigError, RecordTooLargeError, StorageError
+from kaflow.errors import (
+    DiskFullError,
+    InternalError,
+    InvalidConfigError,
+    RecordTooLargeError,
+    StorageError,
+)
 from kaflow.replication.journal_directory import JournalDirectory
 from kaflow.replication.journal_format import (
     MAX_PAYLOAD_BYTES,
@@ -48,6 +54,7 @@ from kaflow.replication.journal_log import SegmentLog
 from kaflow.replication.journal_recovery import recover
 from kaflow.replication.journal_segment import Entry
 from kaflow.replication.journal_view import EntryCache, JournalStatistics, JournalView
+from kaflow.storage.space import SpaceGuard, is_no_space
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
@@ -84,7 +91,10 @@ class RaftJournal:
 
     All methods are thread-safe. After a failed write or fsync every further
     write raises StorageError, because the kernel may have dropped the data
-    that failed to reach the disk: reopen the journal to recover.
+    that failed to reach the disk: reopen the journal to recover. A full disk
+    is the exception: when ``space`` reports less free space than its
+    reserve, or a record write fails with ENOSPC and is undone, add() raises
+    DiskFullError and the journal accepts entries again once space is freed.
     """
 
     def __init__(
@@ -95,11 +105,13 @@ class RaftJournal:
         segment_bytes: int = DEFAULT_SEGMENT_BYTES,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         max_open_segments: int = DEFAULT_MAX_OPEN_SEGMENTS,
+        space: SpaceGuard | None = None,
     ) -> None:
         _check_setting("segment_bytes", segment_bytes, MIN_SEGMENT_BYTES)
         _check_setting("cache_bytes", cache_bytes, 0)
         _check_setting("max_open_segments", max_open_segments, 1)
         self._lock = threading.Lock()
+        self._space = space
 
         self._directory = JournalDirectory(Path(directory), durable=fsync is FsyncPolicy.ALWAYS)
         try:
@@ -168,6 +180,9 @@ class RaftJournal:
                 max_size=MAX_PAYLOAD_BYTES,
             )
 
+        if self._space is not None:
+            self._space.check(RECORD_HEADER_SIZE + len(command))
+
         with self._mutation():
             if self._last_index >= self._first_index and idx != self._last_index + 1:
                 raise InternalError(
@@ -178,7 +193,7 @@ class RaftJournal:
                 )
             if self._last_index < self._first_index:
                 self._start_log_at(idx)
-            self._log.append(command, idx, term)
+            self._append_record(command, idx, term)
             self._last_index = idx
             self._unsynced_entries += 1
             entry = (command, idx, term)
@@ -290,6 +305,9 @@ class RaftJournal:
         not raised into every tick again. add() and sync() still raise it.
         """
         if self._failure is not None:
+            return
+        if self._space is not None and not self._space.has_room():
+            # The commit index is only a hint for the next start-up, so it waits for space.
             return
         with self._mutation():
             if self._meta_dirty:
@@ -422,6 +440,25 @@ class RaftJournal:
             self._store_meta(replace(self._meta, log_start_index=index))
         self._first_index = index
         self._last_index = index - 1
+
+    def _append_record(self, command: bytes, idx: int, term: int) -> None:
+        segments = self._log.segment_count
+        try:
+            self._log.append(command, idx, term)
+        except StorageError as exc:
+            # A failed record write is cut back, so ENOSPC there leaves the journal
+            # intact. A failure while a segment was created or sealed is not retried.
+            if not is_no_space(exc) or self._log.segment_count != segments:
+                raise
+            free = self._space.free_bytes() if self._space is not None else 0
+            raise DiskFullError(
+                f"the disk of Raft journal {self._directory.path} is full ({exc.message}); "
+                "free space on that filesystem. The entry is accepted when the leader sends "
+                "it again",
+                path=str(self._directory.path),
+                free_bytes=free,
+                reserve_bytes=self._space.reserve_bytes if self._space is not None else 0,
+            ) from exc
 
     def _sync(self) -> None:
         self._log.sync()

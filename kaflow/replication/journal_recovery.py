@@ -3,9 +3,10 @@
 Start-up reads only record headers of sealed segments (every segment but the
 last), so its cost does not grow with payload bytes. The last segment is the
 only one a crash can leave half-written, so its records are CRC-checked in
-full. A damaged record there is removed when nothing intact follows it (a
-torn write). When an intact record follows, the damage is in the middle of
-acknowledged data and recovery raises StorageError instead.
+full. A damaged record there is removed when nothing intact follows it and
+its index is above the stored commit index (a torn write). When an intact
+record follows, or the record is committed, the damage is in acknowledged
+data and recovery raises StorageError instead.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def recover(directory: JournalDirectory) -> RecoveredJournal:
     removed_any = _remove_compacted_segments(directory, bases, meta.log_start_index)
     torn_bytes = 0
     if bases:
-        torn = _remove_torn_last_segment(directory, bases[-1])
+        torn = _remove_torn_last_segment(directory, bases[-1], meta.commit_index)
         if torn is not None:
             bases.pop()
             torn_bytes += torn
@@ -86,7 +87,9 @@ def recover(directory: JournalDirectory) -> RecoveredJournal:
     active_fd: int | None = None
     for position, base in enumerate(bases):
         is_last = position == len(bases) - 1
-        segment, fd, removed = _open_segment(directory, base, is_last=is_last)
+        segment, fd, removed = _open_segment(
+            directory, base, is_last=is_last, commit_index=meta.commit_index
+        )
         torn_bytes += removed
         if segments and base != segments[-1].last_index + 1:
             os.close(fd)
@@ -163,11 +166,14 @@ def _remove_compacted_segments(directory: JournalDirectory, bases: list[int], st
     return removed
 
 
-def _remove_torn_last_segment(directory: JournalDirectory, base: int) -> int | None:
+def _remove_torn_last_segment(
+    directory: JournalDirectory, base: int, commit_index: int
+) -> int | None:
     """Remove the last segment if a crash interrupted its creation, and return its size.
 
     Such a file is shorter than a segment header or has an all-zero header.
     Any other header damage raises StorageError, because records may follow it.
+    So does a damaged header of a segment whose base index is committed.
     """
     path = directory.path / segment_file_name(base)
     try:
@@ -181,6 +187,10 @@ def _remove_torn_last_segment(directory: JournalDirectory, base: int) -> int | N
 
     if len(header) == SEGMENT_HEADER_SIZE and any(header):
         return None
+    if size > SEGMENT_HEADER_SIZE and _is_committed(base, commit_index):
+        raise corrupt_record_error(
+            path, 0, _committed_reason("the segment header is zero", base, commit_index)
+        )
     if size > SEGMENT_HEADER_SIZE:
         _check_nothing_intact_after(
             path, SEGMENT_HEADER_SIZE, size, base, "the segment header is zero"
@@ -195,7 +205,7 @@ def _remove_torn_last_segment(directory: JournalDirectory, base: int) -> int | N
 
 
 def _open_segment(
-    directory: JournalDirectory, base: int, *, is_last: bool
+    directory: JournalDirectory, base: int, *, is_last: bool, commit_index: int
 ) -> tuple[Segment, int, int]:
     """Open and index one segment.
 
@@ -226,6 +236,7 @@ def _open_segment(
                 size,
                 scan.problem,
                 next_index=base + len(scan.offsets),
+                commit_index=commit_index,
             )
     except BaseException:
         os.close(fd)
@@ -258,13 +269,22 @@ def _truncate_torn_tail(
     problem: str,
     *,
     next_index: int,
+    commit_index: int,
 ) -> int:
-    """Cut the last segment at ``end`` unless an intact record follows the damage.
+    """Cut the last segment at ``end`` unless the damaged record is committed or an
+    intact record follows the damage.
+
+    The meta file stores a commit index only after the records up to it were
+    synced, so a damaged record at or below it is no torn write. Cutting it
+    would drop a committed entry from this member's log, and with it this
+    member's part of the majority that stores the entry.
 
     NOTE: a power loss can leave unsynced tail pages written out of order, so
     that intact records follow a hole. That tail was never acknowledged, but
     it raises here like damage to acknowledged data.
     """
+    if _is_committed(next_index, commit_index):
+        raise corrupt_record_error(path, end, _committed_reason(problem, next_index, commit_index))
     _check_nothing_intact_after(path, end, size, next_index + 1, problem, fd=fd)
 
     try:
@@ -286,6 +306,18 @@ def _truncate_torn_tail(
         problem,
     )
     return size - end
+
+
+def _is_committed(index: int, commit_index: int) -> bool:
+    # A journal starts with commit index 1 before anything is committed.
+    return commit_index > 1 and index <= commit_index
+
+
+def _committed_reason(problem: str, index: int, commit_index: int) -> str:
+    return (
+        f"{problem}, and the record's index {index} is at or below the stored commit "
+        f"index {commit_index}, so a committed entry is damaged"
+    )
 
 
 def _check_nothing_intact_after(

@@ -56,8 +56,9 @@ def corrupt_record_error(path: Path, offset: int, reason: str) -> StorageError:
     return StorageError(
         f"Raft journal segment {path} is damaged at byte offset {offset}: {reason}. "
         "Acknowledged entries may be affected, so the journal was not repaired "
-        "automatically. Restore this node's Raft directory from a healthy replica "
-        "or remove it so the node resyncs from the leader",
+        "automatically. Restore this node's Raft directory from a healthy replica, "
+        "or move both its raft and logs directories out of the data directory so that "
+        "the node resyncs from the other members",
         path=str(path),
         offset=offset,
         reason=reason,

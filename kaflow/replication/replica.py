@@ -17,6 +17,7 @@ import logging
 
 from kaflow.catchup.client import PeerClient
 from kaflow.catchup.gaps import GapTracker
+from kaflow.catchup.repair import DamageRepair
 from kaflow.catchup.task import BackfillTask, registry_peer_urls
 from kaflow.config import FsyncPolicy, NodeConfig
 from kaflow.errors import InvalidConfigError, KaflowError, NotReadyError, StorageError
@@ -88,6 +89,7 @@ class Replica:
         self._logs: LogManager | None = None
         self._state: StateMachine | None = None
         self._backfill: BackfillTask | None = None
+        self._repair: DamageRepair | None = None
         self._raft: RaftNode | None = None
         self._proposer: GroupCommitProposer | None = None
         self._retention: RetentionTask | None = None
@@ -110,7 +112,10 @@ class Replica:
         self._loop = loop
 
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        logs = LogManager(config.data_dir, max_open_files=config.max_open_files)
+        # A cluster member cuts a log before a damaged segment and copies the rest from a peer.
+        logs = LogManager(
+            config.data_dir, max_open_files=config.max_open_files, cut_damaged=bool(config.peers)
+        )
         self._logs = logs
         await loop.run_in_executor(None, logs.open_existing)
 
@@ -140,6 +145,8 @@ class Replica:
             self._stopped.set()
             raise
         self._raft = raft
+        self._repair = DamageRepair(state, logs, gaps, raft.wait_ready)
+        self._repair.start()
         self._proposer = GroupCommitProposer(raft.propose, DEFAULT_MAX_COMMAND_BYTES)
         self._retention = RetentionTask(
             state, logs, raft, config.retention_check_interval_ms / 1000
@@ -192,6 +199,8 @@ class Replica:
         try:
             if self._retention is not None:
                 await self._retention.stop()
+            if self._repair is not None:
+                await self._repair.stop()
             if self._backfill is not None:
                 await self._backfill.stop()
             if self._proposer is not None:
@@ -285,6 +294,11 @@ class Replica:
     def backfill(self) -> BackfillTask | None:
         """The task that copies records this node missed from its peers."""
         return self._backfill
+
+    @property
+    def repair(self) -> DamageRepair | None:
+        """The task that verifies partition logs and copies damaged ranges again."""
+        return self._repair
 
     @property
     def logs(self) -> LogManager | None:

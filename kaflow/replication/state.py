@@ -5,7 +5,7 @@ topics, each partition's log start and end offsets, consumer groups'
 committed offsets, and idempotent producers' recent sequence numbers, so a
 snapshot stays small however much data is stored.
 
-Snapshot encoding, version 2::
+Snapshot encoding, version 3::
 
     offset  size  field    meaning
     0       4     crc      CRC-32C (Castagnoli) of every byte after this field, big-endian
@@ -13,7 +13,7 @@ Snapshot encoding, version 2::
 
 Body keys (msgpack types):
 
-``v``           int, format version, 2.
+``v``           int, format version, 3.
 ``index``       int, the Raft log index this state reflects.
 ``topics``      array of ``[name str, partitions int, config map str -> int,
                 created_index int]``.
@@ -23,11 +23,14 @@ Body keys (msgpack types):
                 metadata str, commit_timestamp int]``.
 ``members``     the member registry, documented in kaflow.cluster.registry;
                 optional, and empty when absent.
+``group_records``  array of consumer group records, sorted by group, each
+                the map documented in kaflow.coordinator.model; version 3.
 
 Version 2 adds the producer table with the keys ``next_producer_id``,
 ``producer_clock``, ``producers`` and ``producer_batches``, documented in
 kaflow.replication.producers. A version 1 snapshot is read with an empty
-producer table. Arrays are sorted, so two members with equal state produce
+producer table, and a version 1 or 2 snapshot with no group records.
+Arrays are sorted, so two members with equal state produce
 equal bytes. Decoders reject versions they do not know.
 """
 
@@ -41,6 +44,7 @@ import crc32c
 import msgpack
 
 from kaflow.cluster.registry import MemberInfo, decode_members, encode_members
+from kaflow.coordinator.model import GroupRecord, decode_group_record, encode_group_record
 from kaflow.replication.producers import ProducerTable, decode_producers, encode_producers
 
 __all__ = [
@@ -54,9 +58,10 @@ __all__ = [
     "encode_state",
 ]
 
-STATE_FORMAT_VERSION = 2
-# Versions this node decodes; version 1 has no producer table.
-_READABLE_VERSIONS = frozenset({1, STATE_FORMAT_VERSION})
+STATE_FORMAT_VERSION = 3
+# Versions this node decodes; version 1 has no producer table, versions 1 and 2 no
+# group records.
+_READABLE_VERSIONS = frozenset({1, 2, STATE_FORMAT_VERSION})
 _CRC = struct.Struct(">I")
 
 
@@ -105,6 +110,8 @@ class ReplicatedState:
     producers: ProducerTable = field(default_factory=ProducerTable)
     # Raft address -> registered member.
     members: dict[str, MemberInfo] = field(default_factory=dict)
+    # Consumer group -> its coordination record (members, epochs, assignment).
+    group_records: dict[str, GroupRecord] = field(default_factory=dict)
 
 
 def encode_state(state: ReplicatedState) -> bytes:
@@ -127,6 +134,9 @@ def encode_state(state: ReplicatedState) -> bytes:
         ],
         **encode_producers(state.producers),
         **encode_members(state.members),
+        "group_records": [
+            encode_group_record(record) for _, record in sorted(state.group_records.items())
+        ],
     }
     packed: bytes = msgpack.packb(body, use_bin_type=True)
     return _CRC.pack(crc32c.crc32c(packed)) + packed
@@ -157,6 +167,12 @@ def _decode_body(body: dict[str, Any]) -> ReplicatedState:
     if body.get("v") != 1:
         state.producers = decode_producers(body)
     state.members = decode_members(body)
+    records = body.get("group_records", [])
+    if not isinstance(records, list):
+        raise StateFormatError("state field 'group_records' must be an array")
+    for fields in records:
+        record = decode_group_record(fields)
+        state.group_records[record.group] = record
     return state
 
 

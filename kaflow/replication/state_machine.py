@@ -12,7 +12,8 @@ of raising. A storage failure during apply is different: skipping the write
 would let this member diverge silently, so the state machine stops applying
 (every later command is rejected), refuses to take snapshots, and reports
 the failure through ``on_failure``. The node then stops; on restart the log
-replays from the last good snapshot.
+replays from the last good snapshot. A record append that fails because the
+disk is full is retried instead, until space is freed or the node stops.
 
 Readers on other threads (fetch, describe, offsets) see the metadata under
 a lock. The partition logs allow one writer and many readers at once.
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from kaflow.catchup.gaps import GapTracker
 from kaflow.catchup.reconcile import LogOrigin, advance_log_start_with_gap, reconcile_with_gaps
 from kaflow.cluster.registry import MemberInfo, apply_registry_command
+from kaflow.coordinator.model import GroupRecord
 from kaflow.errors import (
     InvalidPartitionsError,
     InvalidRecordError,
@@ -47,11 +49,20 @@ from kaflow.replication.commands import (
     CreateTopic,
     DeleteRecords,
     DeleteTopic,
+    GroupDelete,
+    GroupUpdate,
     InitProducer,
     ProducerBatch,
     RegisterMember,
+    ResetOffsets,
     UnregisterMember,
     decode_command,
+)
+from kaflow.replication.group_apply import (
+    apply_group_delete,
+    apply_group_update,
+    check_member_commit,
+    check_no_members,
 )
 from kaflow.replication.producers import BatchSequence
 from kaflow.replication.reconcile import reconcile_logs, topic_log_config
@@ -65,7 +76,9 @@ from kaflow.replication.state import (
     encode_state,
 )
 from kaflow.storage.batch import read_batch_header
+from kaflow.storage.log import PartitionLog
 from kaflow.storage.manager import LogManager
+from kaflow.storage.space import is_no_space
 from kaflow.topics import (
     check_config_keys,
     check_topic_collision,
@@ -76,6 +89,10 @@ from kaflow.topics import (
 __all__ = ["PartitionListener", "StateMachine"]
 
 logger = logging.getLogger(__name__)
+
+# Seconds between append attempts while the disk is full, and attempts per warning.
+_SPACE_WAIT_S = 0.5
+_SPACE_WAIT_LOG_EVERY = 20
 
 PartitionListener = Callable[[list[tuple[str, int]]], None]
 FailureListener = Callable[[BaseException], None]
@@ -91,6 +108,7 @@ class StateMachine:
         self._state = ReplicatedState()
         self._lock = threading.Lock()
         self._failure: BaseException | None = None
+        self._space_waits_cancelled = threading.Event()
         self.on_partitions_changed: PartitionListener | None = None
         self.on_failure: FailureListener | None = None
 
@@ -139,8 +157,14 @@ class StateMachine:
             return dict(self._state.groups.get(group, {}))
 
     def groups(self) -> list[str]:
+        """Return every group with committed offsets or a coordination record, sorted."""
         with self._lock:
-            return sorted(self._state.groups)
+            return sorted(set(self._state.groups) | set(self._state.group_records))
+
+    def group_record(self, group: str) -> GroupRecord | None:
+        """Return the group's coordination record (members, epochs, assignment), or None."""
+        with self._lock:
+            return self._state.group_records.get(group)
 
     def members(self) -> dict[str, MemberInfo]:
         """Return the member registry: Raft address -> registered member."""
@@ -225,8 +249,17 @@ class StateMachine:
                     self._delete_topic(command)
                 case AlterTopic():
                     self._alter_topic(command)
-                case CommitOffsets():
+                case CommitOffsets() | ResetOffsets():
                     self._commit_offsets(command)
+                case GroupUpdate():
+                    with self._lock:
+                        return apply_group_update(self._state, command, index)
+                case GroupDelete():
+                    with self._lock:
+                        try:
+                            apply_group_delete(self._state, command)
+                        except KaflowError as exc:
+                            raise _Rejected(exc) from None
                 case DeleteRecords():
                     self._delete_records(command)
                 case InitProducer():
@@ -414,7 +447,7 @@ class StateMachine:
             last_offset = base_offset + read_batch_header(item.batch).last_offset_delta
         else:
             log = self._logs.get(item.topic, item.partition)
-            base_offset, last_offset = log.append(item.batch)
+            base_offset, last_offset = self._append_when_space(log, item.batch)
         if base_offset != offsets.log_end_offset:
             raise StorageError(
                 f"partition {item.topic}-{item.partition} assigned base offset {base_offset} "
@@ -433,6 +466,35 @@ class StateMachine:
                     (base_offset, last_offset),
                 )
         return AppendedBatch(base_offset, last_offset)
+
+    def _append_when_space(self, log: PartitionLog, batch: bytes) -> tuple[int, int]:
+        """Append ``batch``, waiting while the disk is full instead of halting.
+
+        A failed append is cut back, so the same batch can be appended again.
+        Waiting blocks the Raft tick thread: this member stops acknowledging
+        and voting, the others go on without it, and it catches up once space
+        is freed. A stopping node cancels the wait, which then halts.
+        """
+        waited = 0
+        while True:
+            try:
+                return log.append(batch)
+            except StorageError as exc:
+                if not is_no_space(exc) or self._space_waits_cancelled.is_set():
+                    raise
+                if waited % _SPACE_WAIT_LOG_EVERY == 0:
+                    logger.warning(
+                        "disk full while applying, waiting for space log=%s waited_s=%.1f error=%s",
+                        log.directory.name,
+                        waited * _SPACE_WAIT_S,
+                        exc.message,
+                    )
+                waited += 1
+                self._space_waits_cancelled.wait(_SPACE_WAIT_S)
+
+    def cancel_space_waits(self) -> None:
+        """Make an apply that waits for disk space give up and halt; the node is stopping."""
+        self._space_waits_cancelled.set()
 
     def _check_sequence(self, item: AppendItem, producer: ProducerBatch) -> BatchSequence | None:
         """Return the stored batch ``item`` retries, or None when it is the next one."""
@@ -454,7 +516,7 @@ class StateMachine:
             raise _Rejected(exc) from None
         return CommandResult(producer=producer)
 
-    def _commit_offsets(self, command: CommitOffsets) -> None:
+    def _commit_offsets(self, command: CommitOffsets | ResetOffsets) -> None:
         if not command.group:
             raise _Rejected(InvalidRecordError("consumer group name must not be empty"))
         for entry in command.offsets:
@@ -469,6 +531,13 @@ class StateMachine:
                         offset=entry.offset,
                     )
                 )
+        try:
+            if isinstance(command, CommitOffsets):
+                check_member_commit(self._state, command)
+            else:
+                check_no_members(self._state, command)
+        except KaflowError as exc:
+            raise _Rejected(exc) from None
         with self._lock:
             offsets = self._state.groups.setdefault(command.group, {})
             for entry in command.offsets:

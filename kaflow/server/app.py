@@ -27,7 +27,15 @@ from kaflow.server.context import (
     LongPollStatistics,
 )
 from kaflow.server.error_handling import FailureEpisodes, error_middleware
-from kaflow.server.handlers import groups, internal, producers, records, status, topics
+from kaflow.server.handlers import (
+    group_coordination,
+    groups,
+    internal,
+    producers,
+    records,
+    status,
+    topics,
+)
 from kaflow.server.handlers.metrics import METRICS_KEY, request_metrics_middleware
 from kaflow.server.handlers.metrics import metrics as metrics_endpoint
 from kaflow.server.media import json_response
@@ -64,11 +72,18 @@ async def _index(request: web.Request) -> web.Response:
 
 
 _RECORDS: Final = "/v1/topics/{topic}/partitions/{partition}"
-_GROUP_OFFSETS: Final = "/v1/groups/{group}/offsets"
+_GROUP: Final = "/v1/groups/{group}"
+_GROUP_OFFSETS: Final = f"{_GROUP}/offsets"
+_GROUP_HEARTBEAT: Final = f"{_GROUP}/heartbeat"
+_GROUP_RESET: Final = f"{_GROUP}/reset-offsets"
 
 # Route patterns that differ from the documented path. An empty group segment
 # matches, so /v1/groups//offsets gets invalid_group_name instead of a 404.
-_ROUTE_PATTERNS: Final = {_GROUP_OFFSETS: "/v1/groups/{group:[^/]*}/offsets"}
+_ROUTE_PATTERNS: Final = {
+    _GROUP_OFFSETS: "/v1/groups/{group:[^/]*}/offsets",
+    _GROUP_HEARTBEAT: "/v1/groups/{group:[^/]*}/heartbeat",
+    _GROUP_RESET: "/v1/groups/{group:[^/]*}/reset-offsets",
+}
 
 ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     Endpoint("GET", "/", _index, "list the endpoints"),
@@ -84,7 +99,13 @@ ENDPOINTS: Final[tuple[Endpoint, ...]] = (
     Endpoint("POST", "/v1/producers", producers.init_producer, "allocate a producer id"),
     Endpoint("GET", "/v1/groups", groups.list_groups, "list consumer groups"),
     Endpoint("POST", _GROUP_OFFSETS, groups.commit_offsets, "commit offsets"),
-    Endpoint("GET", _GROUP_OFFSETS, groups.committed_offsets, "read offsets"),
+    Endpoint("GET", _GROUP_OFFSETS, group_coordination.committed_offsets, "read offsets"),
+    Endpoint("GET", _GROUP, group_coordination.describe_group, "describe a consumer group"),
+    Endpoint("DELETE", _GROUP, group_coordination.delete_group, "delete a consumer group"),
+    Endpoint(
+        "POST", _GROUP_HEARTBEAT, group_coordination.heartbeat, "join, heartbeat or leave a group"
+    ),
+    Endpoint("POST", _GROUP_RESET, group_coordination.reset_offsets, "reset committed offsets"),
     Endpoint("GET", "/v1/health/live", status.health_live, "liveness probe"),
     Endpoint("GET", "/v1/health/ready", status.health_ready, "readiness probe"),
     Endpoint("GET", "/v1/cluster", status.cluster_status, "Raft role, term and members"),

@@ -45,6 +45,7 @@ class JsonBytesEncoding(enum.Enum):
 _JSON_RECORD_FIELDS: Final = frozenset(
     {"key", "key_b64", "value", "value_b64", "headers", "partition", "timestamp"}
 )
+_PLAIN_JSON_RECORD_FIELDS: Final = frozenset({"key_b64", "value_b64", "partition", "timestamp"})
 _MSGPACK_RECORD_FIELDS: Final = frozenset({"key", "value", "headers", "partition", "timestamp"})
 _JSON_HEADER_FIELDS: Final = frozenset({"name", "value", "value_b64"})
 _MSGPACK_HEADER_FIELDS: Final = frozenset({"name", "value"})
@@ -66,10 +67,45 @@ def parse_produce_body(body: Any, body_format: BodyFormat) -> list[ProduceRecord
             "records is an empty array; send at least one record", field="records"
         )
 
-    return [
-        _parse_record(raw, f"records[{index}]", index, body_format)
-        for index, raw in enumerate(raw_records)
-    ]
+    records: list[ProduceRecord] = []
+    for index, raw in enumerate(raw_records):
+        record = _parse_plain_json_record(raw) if body_format is BodyFormat.JSON else None
+        if record is None:
+            record = _parse_record(raw, f"records[{index}]", index, body_format)
+        records.append(record)
+    return records
+
+
+def _parse_plain_json_record(raw: Any) -> ProduceRecord | None:
+    """Parse the shape the Python client sends, or return None for _parse_record to handle.
+
+    That shape is an object of ``key_b64``, ``value_b64``, ``partition`` and
+    ``timestamp`` only, without headers. This path accepts only what
+    _parse_record accepts, returns the same record, and skips its per-field
+    bookkeeping, which a profile of a produce run showed as a large share of
+    the node's CPU. Anything else, valid or not, goes to _parse_record,
+    which also words the errors.
+    """
+    if type(raw) is not dict or not raw.keys() <= _PLAIN_JSON_RECORD_FIELDS:
+        return None
+    partition = raw.get("partition")
+    if partition is not None and (type(partition) is not int or not 0 <= partition <= INT32_MAX):
+        return None
+    timestamp = raw.get("timestamp")
+    if timestamp is not None and (type(timestamp) is not int or not 0 <= timestamp <= INT64_MAX):
+        return None
+    key_text = raw.get("key_b64")
+    value_text = raw.get("value_b64")
+    if (key_text is not None and type(key_text) is not str) or (
+        value_text is not None and type(value_text) is not str
+    ):
+        return None
+    try:
+        key = None if key_text is None else base64.b64decode(key_text, validate=True)
+        value = None if value_text is None else base64.b64decode(value_text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return ProduceRecord(key=key, value=value, partition=partition, timestamp=timestamp)
 
 
 def _parse_record(raw: Any, path: str, index: int, body_format: BodyFormat) -> ProduceRecord:

@@ -47,6 +47,7 @@ from kaflow.storage.reads import (
 )
 from kaflow.storage.recovery import load_segments, recover_segment
 from kaflow.storage.retention import retention_target
+from kaflow.storage.scrub import Damage, check_batch_chain, find_damage
 from kaflow.storage.segment import MAX_RELATIVE_OFFSET, Segment
 from kaflow.storage.truncation import cut_position, state_cut_at
 from kaflow.storage.view import LogView, PublishedView
@@ -86,17 +87,23 @@ class PartitionLog:
         self._failing = False
 
     @classmethod
-    def open(cls, directory: Path, config: LogConfig, files: FileCache) -> PartitionLog:
+    def open(
+        cls, directory: Path, config: LogConfig, files: FileCache, *, cut_damaged: bool = False
+    ) -> PartitionLog:
         """Open the log in ``directory``, creating it if missing and recovering it if not.
 
         Raises CorruptLogError (a StorageError) when the directory has a gap
         in its offsets or a damaged closed segment; see
-        :mod:`kaflow.storage.recovery` for what is repaired instead.
+        :mod:`kaflow.storage.recovery` for what is repaired instead. With
+        ``cut_damaged`` the log is cut before such damage instead, for a
+        node that can copy the lost records from another member.
         """
         try:
             created = not directory.exists()
             directory.mkdir(parents=True, exist_ok=True)
-            segments = load_segments(directory, files, config.index_interval_bytes)
+            segments = load_segments(
+                directory, files, config.index_interval_bytes, cut_damaged=cut_damaged
+            )
             checkpoint = read_log_start_offset(files, directory)
             if not segments:
                 segments = [Segment.create(directory, checkpoint or 0, files)]
@@ -250,29 +257,57 @@ class PartitionLog:
                 return
 
             kept = [s for s in view.segments if s.base_offset < end_offset] or [view.segments[0]]
-            removed = view.segments[len(kept) :]
-            target = kept[-1]
-            cut = cut_position(target, end_offset, self._name)
+            cut = cut_position(kept[-1], end_offset, self._name)
+            self._cut(view, len(kept), end_offset, cut)
 
-            with self._published.exclusive():
-                self._published.replace(
-                    LogView(tuple(kept), view.log_start_offset, view.generation + 1)
-                )
-                for segment in reversed(removed):
-                    segment.delete_files()
-                    self._dirty.difference_update(segment.paths)
-                target.truncate_files(state_cut_at(target, end_offset, cut))
-                self._published.publish_state(
-                    target, recover_segment(target, self._config.index_interval_bytes)
-                )
-            self._dirty.update(target.paths)
-            self._directory_dirty = self._directory_dirty or bool(removed)
-            logger.info(
-                "truncated partition log log=%s log_end_offset=%d deleted_segments=%d",
-                self._name,
-                end_offset,
-                len(removed),
+    def truncate_damaged(self, damage: Damage) -> bool:
+        """Remove the damaged batch that :meth:`verify` found and every record after it.
+
+        Unlike :meth:`truncate_to` this needs no readable batch header at the
+        cut, because ``damage`` names the byte position. Returns False and
+        changes nothing when the log no longer contains that position (it was
+        truncated or its segment deleted since the verification), or when
+        the damage lies below the log start offset.
+        """
+        with self._write_lock, self._write_errors("truncate"):
+            self._check_open()
+            view = self._published.get()
+            if damage.offset < view.log_start_offset:
+                return False
+            bases = [segment.base_offset for segment in view.segments]
+            if damage.segment_base_offset not in bases:
+                return False
+            kept = bases.index(damage.segment_base_offset) + 1
+            if view.segments[kept - 1].state.size < damage.position:
+                return False
+            self._cut(view, kept, damage.offset, damage.position)
+            return True
+
+    def _cut(self, view: LogView, kept_count: int, end_offset: int, cut: int) -> None:
+        """Keep the first ``kept_count`` segments, cutting the last of them at byte ``cut``."""
+        kept = list(view.segments[:kept_count])
+        removed = view.segments[kept_count:]
+        target = kept[-1]
+
+        with self._published.exclusive():
+            self._published.replace(
+                LogView(tuple(kept), view.log_start_offset, view.generation + 1)
             )
+            for segment in reversed(removed):
+                segment.delete_files()
+                self._dirty.difference_update(segment.paths)
+            target.truncate_files(state_cut_at(target, end_offset, cut))
+            self._published.publish_state(
+                target, recover_segment(target, self._config.index_interval_bytes)
+            )
+        self._dirty.update(target.paths)
+        self._directory_dirty = self._directory_dirty or bool(removed)
+        logger.info(
+            "truncated partition log log=%s log_end_offset=%d deleted_segments=%d",
+            self._name,
+            end_offset,
+            len(removed),
+        )
 
     def _restart_at(self, offset: int) -> None:
         """Delete every segment and restart the empty log at ``offset``."""
@@ -375,7 +410,9 @@ class PartitionLog:
                 max_records=max_records,
             )
         records: list[StoredRecord] = []
-        for batch in iter_batches(self.read(offset, max_bytes)):
+        data = self.read(offset, max_bytes)
+        check_batch_chain(data, offset, self._name)
+        for batch in iter_batches(data):
             for record in decode_batch(batch):
                 if record.offset < offset:
                     continue
@@ -383,6 +420,19 @@ class PartitionLog:
                 if len(records) == max_records:
                     return records
         return records
+
+    def verify(self) -> Damage | None:
+        """Read every batch and return the first that fails its CRC-32C or offset chain.
+
+        Runs without blocking the writer; see :func:`kaflow.storage.scrub.find_damage`.
+        """
+        self._check_open()
+        return read_consistently(
+            self._published,
+            self._name,
+            None,
+            lambda view: find_damage(view.segments, view.log_start_offset),
+        )
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """Return (offset, timestamp) of the first record with a timestamp >= ``timestamp``.

@@ -62,8 +62,13 @@ class LogManager:
     the Raft apply thread while HTTP handlers call :meth:`get`.
     """
 
-    def __init__(self, data_dir: Path, max_open_files: int = 256) -> None:
+    def __init__(
+        self, data_dir: Path, max_open_files: int = 256, *, cut_damaged: bool = False
+    ) -> None:
         self._data_dir = data_dir
+        # Cut a log before a damaged closed segment instead of failing to open it.
+        # A cluster member sets it, because it copies the lost records from a peer.
+        self._cut_damaged = cut_damaged
         self._logs_dir = data_dir / "logs"
         self._files = FileCache(max_open_files)
         self._lock = threading.Lock()
@@ -84,7 +89,7 @@ class LogManager:
         :meth:`PartitionLog.update_config` (or :meth:`create`). Leftover
         ``*.deleted`` directories are removed; other unexpected entries are
         logged and skipped. Raises CorruptLogError if any log cannot be
-        recovered safely.
+        recovered safely, unless the manager was built with ``cut_damaged``.
         """
         self._ensure_logs_directory()
         with self._lock:
@@ -108,7 +113,9 @@ class LogManager:
                     logger.warning("ignoring unexpected entry in logs directory path=%s", entry)
                     continue
                 if key not in self._logs:
-                    self._logs[key] = PartitionLog.open(entry, LogConfig(), self._files)
+                    self._logs[key] = PartitionLog.open(
+                        entry, LogConfig(), self._files, cut_damaged=self._cut_damaged
+                    )
             logger.info("opened partition logs count=%d path=%s", len(self._logs), self._logs_dir)
             return dict(self._logs)
 
@@ -130,7 +137,9 @@ class LogManager:
             if log is not None:
                 log.update_config(config)
                 return log
-            log = PartitionLog.open(self._logs_dir / name, config, self._files)
+            log = PartitionLog.open(
+                self._logs_dir / name, config, self._files, cut_damaged=self._cut_damaged
+            )
             self._logs[(topic, partition)] = log
         logger.info("created partition log topic=%s partition=%d", topic, partition)
         return log

@@ -78,19 +78,48 @@ def list_segment_bases(directory: Path) -> list[int]:
     return sorted(logs)
 
 
-def load_segments(directory: Path, files: FileCache, index_interval_bytes: int) -> list[Segment]:
-    """Load every segment in ``directory``; the last one is recovered as the active segment."""
+def load_segments(
+    directory: Path, files: FileCache, index_interval_bytes: int, *, cut_damaged: bool = False
+) -> list[Segment]:
+    """Load every segment in ``directory``; the last one is recovered as the active segment.
+
+    A closed segment that fails its checks raises CorruptLogError, unless
+    ``cut_damaged`` is set. Then every later segment is deleted and the
+    damaged one is recovered like an active segment, which cuts it at its
+    first invalid batch, so the log ends before the damage.
+    """
     bases = list_segment_bases(directory)
     segments: list[Segment] = []
-    for base_offset, next_base in itertools.pairwise(bases):
-        segments.append(
-            _load_closed(directory, base_offset, next_base, files, index_interval_bytes)
-        )
+    for position, (base_offset, next_base) in enumerate(itertools.pairwise(bases)):
+        try:
+            segments.append(
+                _load_closed(directory, base_offset, next_base, files, index_interval_bytes)
+            )
+        except CorruptLogError as exc:
+            if not cut_damaged:
+                raise
+            _delete_later_segments(directory, files, bases[position + 1 :], exc)
+            bases = bases[: position + 1]
+            break
     if bases:
         active = Segment(directory, bases[-1], files, SegmentState.empty(bases[-1]))
         active.state = recover_segment(active, index_interval_bytes)
         segments.append(active)
     return segments
+
+
+def _delete_later_segments(
+    directory: Path, files: FileCache, bases: list[int], exc: CorruptLogError
+) -> None:
+    logger.warning(
+        "cutting partition log before a damaged segment, the lost records are copied from "
+        "another member path=%s deleted_segments=%d reason=%s",
+        exc.details.get("path", directory),
+        len(bases),
+        exc.message,
+    )
+    for base_offset in bases:
+        Segment(directory, base_offset, files, SegmentState.empty(base_offset)).delete_files()
 
 
 def rebuild_indexes(

@@ -43,6 +43,11 @@ def unzigzag(value: int) -> int:
 
 def get_varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
     """Decode the varint at ``pos`` and return it with the position after it."""
+    # Most varints in a batch (lengths, deltas, header counts) take one byte.
+    if pos < end:
+        first = buf[pos]
+        if first < 0x80:
+            return first, pos + 1
     value = 0
     shift = 0
     for index in range(pos, min(end, pos + MAX_VARINT_BYTES)):

@@ -37,7 +37,7 @@ async def test_admin_groups_and_offsets(node: NodeProcess) -> None:
     )
 
     async with AsyncAdmin(node.url) as admin:
-        assert await admin.list_groups() == ["billing"]
+        assert [listing.group for listing in await admin.list_groups()] == ["billing"]
         offsets = await admin.committed_offsets("billing")
         assert await admin.committed_offsets("nobody") == []
 
@@ -75,6 +75,20 @@ async def test_admin_closed_rejects_calls(node: NodeProcess) -> None:
 
 def test_client_exports_match_all() -> None:
     exported = {name for name in dir(kaflow.client) if not name.startswith("_")}
-    modules = {"admin", "consumer", "errors", "producer", "records", "sync", "transport"}
+    modules = {
+        "admin",
+        "caller_thread",
+        "consumer",
+        "errors",
+        "group_admin",
+        "group_consumer",
+        "membership",
+        "producer",
+        "reader",
+        "rebalance",
+        "records",
+        "sync",
+        "transport",
+    }
 
     assert set(kaflow.client.__all__) == exported - modules

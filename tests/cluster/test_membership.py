@@ -58,12 +58,12 @@ def test_add_existing_member_conflicts(cluster: ClusterProcess) -> None:
     assert raised.value.code == "member_already_exists"
 
 
-def test_remove_unknown_member_not_found(cluster: ClusterProcess) -> None:
+def test_remove_unknown_node_not_found(cluster: ClusterProcess) -> None:
     with pytest.raises(HttpError) as raised:
         cluster.followers()[0].delete("/v1/cluster/members/nope")
 
     assert raised.value.status == 404
-    assert raised.value.code == "unknown_member"
+    assert raised.value.code == "unknown_node"
 
 
 def test_add_invalid_address_rejected(cluster: ClusterProcess) -> None:

@@ -69,10 +69,10 @@ def test_state_damaged_byte_detected() -> None:
 
 
 def test_state_other_version_rejected() -> None:
-    body = msgpack.packb({"v": 3, "index": 1, "topics": [], "partitions": [], "groups": []})
+    body = msgpack.packb({"v": 4, "index": 1, "topics": [], "partitions": [], "groups": []})
     data = struct.pack(">I", crc32c.crc32c(body)) + body
 
-    with pytest.raises(StateFormatError, match="format version 3 is not supported"):
+    with pytest.raises(StateFormatError, match="format version 4 is not supported"):
         decode_state(data)
 
 

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +60,7 @@ from kaflow.replication.raft_types import RaftSettings, RaftStatus
 from kaflow.replication.results import CommandResult, Rejection
 from kaflow.replication.snapshot_store import Entry, SnapshotStore
 from kaflow.replication.state_machine import StateMachine
+from kaflow.storage.space import SpaceGuard
 
 __all__ = ["RaftNode"]
 
@@ -124,6 +126,8 @@ class RaftNode:
         self._loop = loop
         self._obj: MemberSyncObj | None = None
         self._journal: RaftJournal | None = None
+        # Raft index of the journal's last entry when it was opened; -1 when empty.
+        self._start_last_index = -1
         self._snapshots: SnapshotStore | None = None
         self._stopping = False
         self._ready = asyncio.Event()
@@ -186,10 +190,18 @@ class RaftNode:
         """
         install_patches()
         _check_settings(self._settings)
-        self._settings.raft_dir.mkdir(parents=True, exist_ok=True)
+        _create_raft_dir(self._settings.raft_dir, durable=self._settings.fsync)
         policy = FsyncPolicy.ALWAYS if self._settings.fsync else FsyncPolicy.NEVER
-        journal = open_journal(self._settings.raft_dir, policy)
+        # Entries already in the journal need about their own size again in the
+        # partition logs, so the journal stops taking entries one command early.
+        space = SpaceGuard(
+            self._settings.raft_dir,
+            self._settings.max_command_bytes,
+            purpose="Raft journal entries",
+        )
+        journal = open_journal(self._settings.raft_dir, policy, space)
         self._journal = journal
+        self._start_last_index = journal[-1][1] if len(journal) else -1
         self._snapshots = SnapshotStore(
             self._state_machine, journal, self.snapshot_path, self._settings.fsync
         )
@@ -244,6 +256,7 @@ class RaftNode:
     async def stop(self) -> None:
         """Stop the tick thread, close the journal and fail commands still pending."""
         self._stopping = True
+        self._state_machine.cancel_space_waits()
         obj = self._obj
         if obj is not None:
             obj.removeOnTickCallback(self._on_tick)
@@ -264,6 +277,26 @@ class RaftNode:
             if not waiter.done():
                 waiter.set_exception(NotReadyError("the node stopped before the snapshot"))
         logger.info("raft stopped address=%s", self._settings.self_address)
+
+    def _caught_up(self, obj: MemberSyncObj) -> bool:
+        """True once this member has applied every entry it may have applied before it stopped.
+
+        The journal stores the commit index about once a second, and PySyncObj
+        reports ready once that stored index is applied. After a crash that
+        would serve reads older than the ones this member served before. An
+        applied entry of the current term shows that the current leader's
+        committed log, which contains every committed entry, has been applied.
+        """
+        applied = int(obj.raftLastApplied)
+        if applied >= self._start_last_index:
+            return True
+        journal = self._journal
+        if journal is None or not len(journal):
+            return False
+        position = applied - journal[0][1]
+        if not 0 <= position < len(journal):
+            return False
+        return bool(journal[position][2] == obj.raftCurrentTerm)
 
     async def wait_ready(self) -> None:
         """Wait until this member has a leader and has applied the log it started with."""
@@ -389,7 +422,12 @@ class RaftNode:
                 local = leader == self._settings.self_address
                 logger.info("raft leader elected leader=%s term=%d local=%s", leader, term, local)
 
-        becomes_ready = not self._ready.is_set() and obj.isReady() and leader is not None
+        becomes_ready = (
+            not self._ready.is_set()
+            and obj.isReady()
+            and leader is not None
+            and self._caught_up(obj)
+        )
         now = time.monotonic()
         if changed or becomes_ready or now - self._status_at >= _STATUS_INTERVAL_S:
             self._status_at = now
@@ -492,3 +530,27 @@ def _settle(future: asyncio.Future[Any], value: Any) -> None:
     # A timeout or a cancelled caller may have cancelled the future.
     if not future.done():
         future.set_result(value)
+
+
+def _create_raft_dir(raft_dir: Path, *, durable: bool) -> None:
+    """Create ``raft_dir`` if missing, and fsync its parent so the new entry survives power loss.
+
+    Without that fsync a power cut can drop the whole directory, journal
+    included, although every entry in it was fsynced.
+    """
+    if raft_dir.is_dir():
+        return
+    try:
+        raft_dir.mkdir(parents=True, exist_ok=True)
+        if durable:
+            parent_fd = os.open(raft_dir.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(parent_fd)
+            finally:
+                os.close(parent_fd)
+    except OSError as exc:
+        raise StorageError(
+            f"failed to create the Raft directory {raft_dir}: {exc}; check the permissions "
+            "and free space of the data directory",
+            path=str(raft_dir),
+        ) from exc

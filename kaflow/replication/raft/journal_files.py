@@ -30,6 +30,7 @@ from pysyncobj.journal import FileJournal
 from kaflow.config import FsyncPolicy
 from kaflow.errors import StorageError
 from kaflow.replication.journal import RaftJournal
+from kaflow.storage.space import SpaceGuard
 
 __all__ = ["JOURNAL_NAME", "open_journal"]
 
@@ -41,7 +42,9 @@ _OLD_FORMAT_SUFFIX = ".filejournal"
 _OLD_META_SUFFIX = ".meta"
 
 
-def open_journal(raft_dir: Path, fsync: FsyncPolicy) -> RaftJournal:
+def open_journal(
+    raft_dir: Path, fsync: FsyncPolicy, space: SpaceGuard | None = None
+) -> RaftJournal:
     """Open the journal at ``raft_dir/journal``, converting an old FileJournal first."""
     path = raft_dir / JOURNAL_NAME
     converting = raft_dir / (JOURNAL_NAME + _CONVERTING_SUFFIX)
@@ -58,7 +61,7 @@ def open_journal(raft_dir: Path, fsync: FsyncPolicy) -> RaftJournal:
             "free disk space or fix the permissions and restart the node",
             path=str(path),
         ) from exc
-    return RaftJournal(path, fsync=fsync)
+    return RaftJournal(path, fsync=fsync, space=space)
 
 
 def _convert(path: Path, converting: Path, old_copy: Path) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 from pysyncobj import SyncObj, replicated
 from pysyncobj.transport import TCPTransport
 
-from kaflow.errors import StorageError
+from kaflow.errors import DiskFullError, StorageError
 from kaflow.replication.journal import RaftJournal
 from kaflow.replication.raft.patches import ChunkLabels
 from kaflow.replication.results import CommandResult
@@ -38,6 +38,9 @@ from kaflow.replication.results import CommandResult
 __all__ = ["DurableTransport", "MemberSyncObj"]
 
 logger = logging.getLogger(__name__)
+
+# Minimum seconds between two warnings about a full disk.
+_DISK_FULL_LOG_INTERVAL_S = 10.0
 
 # (member, command, Raft index) -> result; called on the tick thread.
 ApplyFunction = Callable[["MemberSyncObj", bytes, int], CommandResult]
@@ -81,7 +84,24 @@ class MemberSyncObj(SyncObj):  # type: ignore[misc]
             time.sleep(timeToWait)
             return
         self.kaflow_before_tick()
-        super()._onTick(timeToWait)
+        try:
+            super()._onTick(timeToWait)
+        except DiskFullError as exc:
+            # The journal rejected an entry before writing it: a follower sends no
+            # acknowledgement, so the leader sends the entries again later.
+            self._log_disk_full(exc)
+            time.sleep(timeToWait)
+
+    def _log_disk_full(self, exc: DiskFullError) -> None:
+        now = time.monotonic()
+        self.kaflow_disk_full_count = getattr(self, "kaflow_disk_full_count", 0) + 1
+        if now - getattr(self, "kaflow_disk_full_logged", 0.0) >= _DISK_FULL_LOG_INTERVAL_S:
+            self.kaflow_disk_full_logged = now
+            logger.warning(
+                "Raft journal rejects entries, disk full: %s rejected_ticks=%d",
+                exc.message,
+                self.kaflow_disk_full_count,
+            )
 
     def _SyncObj__onBecomeLeader(self) -> None:  # overrides PySyncObj's private method
         super()._SyncObj__onBecomeLeader()

@@ -1,0 +1,1 @@
+"""Faults the chaos runner injects: process signals, network cuts, disk damage."""
