@@ -89,11 +89,16 @@ class CallerThreadCallbacks:
             coroutine.close()
             raise
         future.add_done_callback(lambda _: channel.put(None))
-        while True:
-            request = channel.get()
-            if request is None:
-                return future.result()
-            self._run_callback(request)
+        try:
+            while True:
+                request = channel.get()
+                if request is None:
+                    return future.result()
+                self._run_callback(request)
+        except BaseException:
+            # Ctrl-C or SIGTERM in this thread: the call is abandoned, so stop its coroutine too.
+            future.cancel()
+            raise
 
     def _run_callback(self, request: _CallbackRequest) -> None:
         self._local.in_callback = True

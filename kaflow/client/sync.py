@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 from collections.abc import Awaitable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -41,6 +42,9 @@ __all__ = ["Admin", "Consumer", "Producer"]
 
 T = TypeVar("T")
 JsonObject = dict[str, Any]
+
+# Longest wait for abandoned calls to end when a blocking client closes.
+_STOP_TIMEOUT_S = 5.0
 
 
 class _LoopThread:
@@ -76,6 +80,9 @@ class _LoopThread:
         if self._stopped:
             return
         self._stopped = True
+        # A call abandoned by Ctrl-C may still run on the loop: end it before the loop closes.
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(_cancel_tasks(), self.loop).result(_STOP_TIMEOUT_S)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join()
         self.loop.close()
@@ -319,3 +326,10 @@ async def _build(cls: type[T], bootstrap: Sequence[str] | str, options: dict[str
 
 async def _await(awaitable: Awaitable[T]) -> T:
     return await awaitable
+
+
+async def _cancel_tasks() -> None:
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
