@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 __all__ = [
     "CLUSTER_FACTORIES",
+    "COMBINE_SEPARATOR",
     "SCENARIO_MODULES",
     "ChaosCluster",
     "ChaosError",
@@ -51,6 +52,8 @@ __all__ = [
     "Timeline",
     "TimelineEvent",
     "Workload",
+    "combine_scenarios",
+    "find_scenario",
     "load_scenarios",
     "register_scenario",
     "scenarios",
@@ -477,6 +480,78 @@ def scenarios() -> dict[str, Scenario]:
     """Return the registered scenarios by name, after loading every scenario module."""
     load_scenarios()
     return dict(_REGISTRY)
+
+
+# Joins scenario names into one run: "leader-kill+partition".
+COMBINE_SEPARATOR = "+"
+
+
+def find_scenario(name: str) -> Scenario | None:
+    """Return the scenario called ``name``, or the combination ``a+b+...``; None if unknown.
+
+    Raises ChaosUnsupportedError for a combination whose parts cannot run
+    together (two that need their own filesystems, or no common runner).
+    """
+    catalog = scenarios()
+    if COMBINE_SEPARATOR not in name:
+        return catalog.get(name)
+    parts = [catalog.get(part) for part in name.split(COMBINE_SEPARATOR)]
+    if any(part is None for part in parts):
+        return None
+    return combine_scenarios(name, [part for part in parts if part is not None])
+
+
+def combine_scenarios(name: str, parts: Sequence[Scenario]) -> Scenario:
+    """Run the faults of ``parts`` one scenario after another, each in its share of the run.
+
+    Part ``i`` of ``n`` keeps its schedule, compressed into the ``i``-th
+    ``1/n`` of the load duration, so its faults keep their order and
+    overlap none of another part's.
+    """
+    count = len(parts)
+    faults: list[FaultSpec] = []
+    for index, part in enumerate(parts):
+        for spec in part.faults:
+            if not spec.relative:
+                raise ChaosUnsupportedError(
+                    f"scenario {part.name} has a fault at an absolute time and cannot be "
+                    "combined; give its faults relative times",
+                    scenario=part.name,
+                )
+            faults.append(
+                FaultSpec(
+                    (index + spec.start_s) / count,
+                    spec.duration_s / count,
+                    spec.factory,
+                    relative=True,
+                )
+            )
+    special = {part.data_dirs for part in parts} - {_plain_data_dirs}
+    if len(special) > 1:
+        raise ChaosUnsupportedError(
+            f"scenarios {', '.join(part.name for part in parts)} each need their own data "
+            "directory filesystem and cannot be combined; run them one at a time",
+            scenario=name,
+        )
+    runners = frozenset.intersection(*(part.runners for part in parts))
+    if not runners:
+        raise ChaosUnsupportedError(
+            f"scenarios {', '.join(part.name for part in parts)} share no runner; run them "
+            "one at a time",
+            scenario=name,
+        )
+    bounds = [part.max_unavailability_s for part in parts]
+    return Scenario(
+        name=name,
+        description=" then ".join(part.description for part in parts),
+        faults=tuple(faults),
+        data_dirs=special.pop() if special else _plain_data_dirs,
+        settle_s=max(part.settle_s for part in parts),
+        max_unavailability_s=None if None in bounds else max(b for b in bounds if b is not None),
+        default_duration_s=sum(part.default_duration_s for part in parts),
+        runners=runners,
+        consumers=max(part.consumers for part in parts),
+    )
 
 
 def load_scenarios(modules: Sequence[str] = SCENARIO_MODULES) -> None:

@@ -16,7 +16,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from chaos.api import CLUSTER_FACTORIES, ChaosError, RunConfig, Timeline, scenarios
+from chaos.api import (
+    CLUSTER_FACTORIES,
+    ChaosError,
+    RunConfig,
+    Timeline,
+    find_scenario,
+    scenarios,
+)
 from chaos.logs import read_jsonl
 from chaos.report import plot_timeline, summary
 from chaos.runner import RunOutcome, run
@@ -162,7 +169,9 @@ def _config(
     kaflow_source: Path | None = None,
     parent: Path | None = None,
 ) -> RunConfig:
-    scenario = scenarios()[name]
+    scenario = find_scenario(name)
+    if scenario is None:
+        raise ChaosError(f"unknown scenario {name!r}; `python -m chaos list` shows them")
     chosen_seed = seed if seed is not None else secrets.randbelow(2**31)
     out_dir = (
         out or (parent or DEFAULT_OUT) / f"{name}-{chosen_seed}-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -187,10 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             return _list()
         if args.command == "run":
-            scenario = scenarios().get(args.scenario)
+            scenario = find_scenario(args.scenario)
             if scenario is None:
                 print(
-                    f"unknown scenario {args.scenario!r}; `python -m chaos list` shows them",
+                    f"unknown scenario {args.scenario!r}; `python -m chaos list` shows them, "
+                    "and names joined with '+' combine them",
                     file=sys.stderr,
                 )
                 return EXIT_ERROR

@@ -35,6 +35,7 @@ from chaos.api import (
     Scenario,
     Timeline,
     TimelineEvent,
+    find_scenario,
     scenarios,
 )
 from chaos.checker import check
@@ -184,12 +185,11 @@ async def _drive(
 
 async def run(config: RunConfig) -> RunOutcome:
     """Run ``config.scenario`` once and write ``result.json`` into ``config.out_dir``."""
-    catalog = scenarios()
-    scenario = catalog.get(config.scenario)
+    scenario = find_scenario(config.scenario)
     if scenario is None:
         raise ChaosError(
             f"unknown scenario {config.scenario!r}: `python -m chaos list` shows "
-            f"{len(catalog)} scenarios",
+            f"{len(scenarios())} scenarios; join names with '+' to combine them",
             scenario=config.scenario,
         )
     if config.runner not in scenario.runners:
