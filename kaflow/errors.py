@@ -65,6 +65,7 @@ __all__ = [
     "CorruptLogError",
     "DiskFullError",
     "EmptyRecordsError",
+    "FencedInstanceIdError",
     "GroupNotEmptyError",
     "InternalError",
     "InvalidConfigError",
@@ -292,6 +293,17 @@ class StaleGenerationError(KaflowError):
     """
 
     code = "stale_generation"
+    http_status = 409
+
+
+class FencedInstanceIdError(KaflowError):
+    """Another member joined with this member's group_instance_id and replaced it.
+
+    Two running consumers share one static identity. The replaced one must
+    stop rather than join again, or the two would replace each other in turn.
+    """
+
+    code = "fenced_instance_id"
     http_status = 409
 
 

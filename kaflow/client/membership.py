@@ -41,6 +41,8 @@ LEAVE_EPOCH = -1
 STATIC_LEAVE_EPOCH = -2
 # Error codes after which the member must drop its partitions and join again.
 _FENCING_CODES = ("unknown_member", "stale_generation")
+# Another member joined with this member's group_instance_id: fatal, never rejoined.
+_REPLACED_CODE = "fenced_instance_id"
 # The shortest time between heartbeats, whatever the broker returns.
 _MIN_HEARTBEAT_INTERVAL_S = 0.05
 
@@ -156,10 +158,18 @@ class GroupMembership:
         )
 
     def raise_loop_error(self) -> None:
-        """Raise, once, a non-retriable error that stopped the heartbeat task."""
-        error, self._loop_error = self._loop_error, None
-        if error is not None:
-            raise error
+        """Raise a non-retriable error that stopped the heartbeat task.
+
+        Raised once, except ``fenced_instance_id``: another consumer runs with
+        this member's group_instance_id, and joining again would only replace
+        it in turn, so every later poll() raises it until the consumer closes.
+        """
+        error = self._loop_error
+        if error is None:
+            return
+        if error.code != _REPLACED_CODE:
+            self._loop_error = None
+        raise error
 
     # Requests.
 
@@ -222,6 +232,9 @@ class GroupMembership:
             try:
                 response = await self._send(body, quick=True)
             except KaflowError as error:
+                if error.code == _REPLACED_CODE:
+                    self._stop_for_error(error)
+                    raise
                 if error.code not in _FENCING_CODES:
                     raise
                 self._fence(error)
@@ -389,6 +402,8 @@ class GroupMembership:
             self._failing = True
 
     def _stop_for_error(self, error: KaflowError) -> None:
+        if self._loop_error is error:
+            return
         logger.error(
             "heartbeat rejected, the member stops and the next poll() raises the error "
             "group=%s member_id=%s error=%r",

@@ -24,6 +24,7 @@ from typing import Any
 from kaflow.client.errors import CommitFailedError
 from kaflow.client.membership import GroupMembership, MemberState
 from kaflow.client.records import TopicPartition
+from kaflow.errors import KaflowError
 
 __all__ = [
     "CallbackInvoker",
@@ -107,7 +108,13 @@ class Reconciler:
         """Apply lost, revoked and added partitions in that order, joining first if needed."""
         membership = self.membership
         membership.changed.clear()
-        membership.raise_loop_error()
+        try:
+            membership.raise_loop_error()
+        except KaflowError as error:
+            if error.code == "fenced_instance_id" and self._owned():
+                # Another consumer holds this static identity now: drop everything, never rejoin.
+                await self._lose_all()
+            raise
         if membership.state in (MemberState.FENCED, MemberState.LEFT):
             await self._lose_all()
         if membership.state is MemberState.UNJOINED:

@@ -22,7 +22,12 @@ from dataclasses import dataclass
 
 from kaflow.coordinator.assignor import assign
 from kaflow.coordinator.model import GroupMember, GroupRecord, TopicPartition
-from kaflow.errors import InvalidRequestError, StaleGenerationError, UnknownGroupMemberError
+from kaflow.errors import (
+    FencedInstanceIdError,
+    InvalidRequestError,
+    StaleGenerationError,
+    UnknownGroupMemberError,
+)
 
 __all__ = [
     "DEFAULT_SESSION_TIMEOUT_MS",
@@ -113,6 +118,7 @@ def heartbeat(
     if request.member_epoch == JOIN_EPOCH:
         return _join(record, request, context)
 
+    _check_not_replaced(record, request)
     member = _require_member(record, request.member_id)
     if request.member_epoch == LEAVE_EPOCH:
         left = remove_members(record, [member.member_id], context)
@@ -319,6 +325,24 @@ def _without_missing(member: GroupMember, partition_counts: Mapping[str, int]) -
         member,
         owned=frozenset(p for p in member.owned if exists(p)),
         revoking=frozenset(p for p in member.revoking if exists(p)),
+    )
+
+
+def _check_not_replaced(record: GroupRecord, request: HeartbeatRequest) -> None:
+    """Raise FencedInstanceIdError if the sender's static identity now belongs to another member."""
+    if request.group_instance_id is None or request.member_id in record.members:
+        return
+    holder = record.member_by_instance(request.group_instance_id)
+    if holder is None:
+        return
+    raise FencedInstanceIdError(
+        f"member {request.member_id!r} was replaced by member {holder.member_id!r}, which "
+        f"joined consumer group {record.group!r} with the same group_instance_id "
+        f"{request.group_instance_id!r}; two running consumers must not share a "
+        "group_instance_id: give each its own, or stop the old one",
+        group=record.group,
+        member_id=request.member_id,
+        group_instance_id=request.group_instance_id,
     )
 
 

@@ -20,7 +20,7 @@ from kaflow.client import (
     Producer,
     TopicPartition,
 )
-from kaflow.errors import InvalidRequestError, KaflowError
+from kaflow.errors import FencedInstanceIdError, InvalidRequestError, KaflowError
 from tests.harness import NodeProcess, wait_until
 
 FAST = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 100}
@@ -207,8 +207,20 @@ async def test_group_replaced_member_commit_fails(
         await first.commit({(topic, 0): 0})
     offsets = node.get(f"/v1/groups/{group}/offsets")["offsets"]
     assert [(o["partition"], o["offset"]) for o in offsets] == [(0, 1), (1, 0)]
-    await poll_until([first], lambda: ("lost", [0, 1]) in recorder.calls)
+
+    # The replaced consumer learns it shares its identity and stops for good,
+    # instead of joining again and replacing the other one in turn.
+    with pytest.raises(FencedInstanceIdError, match="must not share a group_instance_id"):
+        await poll_until([first], lambda: False)
+    assert ("lost", [0, 1]) in recorder.calls
     assert ("revoked", [0, 1]) not in recorder.calls
+    with pytest.raises(FencedInstanceIdError):
+        await first.poll(timeout_ms=100)
+    for _ in range(10):
+        await second.poll(timeout_ms=150)
+    assert len(second.assignment()) == 2
+    members = node.get(f"/v1/groups/{group}")["members"]
+    assert [m["member_id"] for m in members] == [second.group_metadata().member_id]
 
 
 async def test_group_standalone_commit_rejected_while_active(

@@ -12,7 +12,12 @@ from kaflow.coordinator.reconcile import (
     heartbeat,
     remove_members,
 )
-from kaflow.errors import InvalidRequestError, StaleGenerationError, UnknownGroupMemberError
+from kaflow.errors import (
+    FencedInstanceIdError,
+    InvalidRequestError,
+    StaleGenerationError,
+    UnknownGroupMemberError,
+)
 
 COUNTS = {"t": 4}
 
@@ -87,6 +92,15 @@ def test_reconcile_static_replacement_keeps_epoch() -> None:
     assert new.record.group_epoch == old.group_epoch
     assert new.assignment == old.members["a"].owned
     assert "a" not in new.record.members
+
+
+def test_reconcile_replaced_static_member_fenced_by_instance() -> None:
+    old = join(GroupRecord("g"), "a", instance="host").record
+    new = join(old, "b", instance="host").record
+    request = HeartbeatRequest("a", old.members["a"].member_epoch, group_instance_id="host")
+
+    with pytest.raises(FencedInstanceIdError, match="replaced by member 'b'"):
+        heartbeat(new, request, context())
 
 
 def test_reconcile_static_leave_needs_instance_id() -> None:
