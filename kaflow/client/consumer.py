@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -91,7 +93,8 @@ class AsyncConsumer(PartitionReader):
         )
         super().__init__(transport, group_id, auto_offset_reset, max_partition_fetch_bytes)
         self.group_instance_id = group_instance_id
-        self.client_id = client_id
+        # Without a name, members are told apart in `kaflow group describe` by host and process.
+        self.client_id = client_id or f"kaflow-{socket.gethostname()}-{os.getpid()}"
         self.enable_auto_commit = enable_auto_commit
         self.auto_commit_interval_ms = auto_commit_interval_ms
         self._group_options = (session_timeout_ms, heartbeat_interval_ms, max_poll_interval_ms)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -434,3 +436,16 @@ def test_group_sync_commit_async_returns_future(node: NodeProcess, topic: str, g
         assert future.result(timeout=30) is None
     offsets = node.get(f"/v1/groups/{group}/offsets")["offsets"]
     assert [(o["partition"], o["offset"]) for o in offsets] == [(0, 1)]
+
+
+async def test_group_member_named_by_host_and_process(
+    node: NodeProcess, topic: str, group: str, consumers: list[AsyncConsumer]
+) -> None:
+    node.create_topic(topic, partitions=1)
+    unnamed = group_consumer(node, consumers, group)
+    unnamed.subscribe([topic])
+    await poll_until([unnamed], lambda: len(unnamed.assignment()) == 1)
+
+    members = node.get(f"/v1/groups/{group}")["members"]
+
+    assert [m["client_id"] for m in members] == [f"kaflow-{socket.gethostname()}-{os.getpid()}"]
