@@ -209,6 +209,8 @@ def test_metrics_resource_families(busy_node: NodeProcess) -> None:
     assert result.value("kaflow_raft_journal_entries") >= 1
     assert result.value("kaflow_raft_journal_fsyncs_total") >= 1
     assert result.value("kaflow_raft_journal_failed") == 0
+    assert result.value("kaflow_catchup_open_gaps") == 0
+    assert result.value("kaflow_catchup_gaps_closed_total") == 0
     assert result.value("process_open_fds") >= 1
     assert result.value("process_resident_memory_bytes") > 0
 

@@ -163,6 +163,20 @@ class KaflowCluster(System):
         except (OSError, ValueError):
             return None
 
+    def open_gaps(self, index: int) -> int | None:
+        """Record ranges node ``index`` still has to copy from a peer, from its /metrics."""
+        try:
+            url = f"{self.urls()[index]}/metrics"
+            with urllib.request.urlopen(url, timeout=2) as response:
+                text = response.read().decode()
+        except (OSError, ValueError):
+            return None
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name == "kaflow_catchup_open_gaps":
+                return int(float(value))
+        return None
+
     def leader_index(self) -> int | None:
         for index, process in enumerate(self.processes):
             if not process.running():

@@ -1,8 +1,8 @@
 """Resource gauges and counters of one node, read from its components at scrape time.
 
 The values come from the components' own statistics: the open-file cache
-the partition logs share, the group commit proposer, and the Raft journal's
-size and fsync counts. The counters
+the partition logs share, the group commit proposer, the record ranges
+still to copy from a peer, and the Raft journal's size and fsync counts. The counters
 restart from zero when the node restarts, which Prometheus's ``rate()``
 handles as a counter reset.
 """
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kaflow.errors import NotReadyError
+from kaflow.errors import KaflowError, NotReadyError
 from kaflow.replication.journal import JournalStatistics
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ class ReplicaCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._file_cache_families()
         yield from self._group_commit_families()
+        yield from self._catchup_families()
         journal = self._journal_statistics()
         if journal is not None:
             yield from _journal_families(journal)
@@ -92,6 +93,24 @@ class ReplicaCollector(Collector):
             "kaflow_group_commit_commands",
             "Raft commands group commit proposed; requests per command is the batching factor.",
             statistics.commands,
+        )
+
+    def _catchup_families(self) -> Iterator[Metric]:
+        try:
+            state, _ = self._replica.check_ready()
+        except KaflowError:  # not ready, or stopped after a failure: no gauges until it is
+            return
+        statistics = state.gaps.statistics()
+        yield _gauge(
+            "kaflow_catchup_open_gaps",
+            "Record ranges this node has not copied from a peer yet (after a snapshot "
+            "install or a repair); 0 means every partition log is complete.",
+            statistics.open_gaps,
+        )
+        yield _counter(
+            "kaflow_catchup_gaps_closed",
+            "Record ranges copied from a peer since the node started.",
+            statistics.closed_total,
         )
 
     def _journal_statistics(self) -> JournalStatistics | None:

@@ -146,6 +146,9 @@ def test_catchup_after_compaction_serves_every_record(
         assert raw_batches(follower, partition) == raw_batches(leader, partition)
     records = follower.fetch_all("t", 0) + follower.fetch_all("t", 1)
     assert len(records) == 800
+    metrics = _metric_values(follower)
+    assert metrics["kaflow_catchup_open_gaps"] == 0
+    assert metrics["kaflow_catchup_gaps_closed_total"] >= 1
     assert rss.samples
     assert max(rss.samples) < MAX_RSS_KIB
 
@@ -169,3 +172,15 @@ def test_catchup_node_serves_new_writes_after_fill(
     for partition in range(PARTITIONS):
         offsets = [record["offset"] for record in follower.fetch_all("t", partition)]
         assert offsets == list(range(len(offsets)))
+
+
+def _metric_values(member: ClusterMember) -> dict[str, float]:
+    """Return the unlabelled samples of ``member``'s /metrics by name."""
+    with urllib.request.urlopen(member.url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, _, value = line.partition(" ")
+            values[name] = float(value)
+    return values
