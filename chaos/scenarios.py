@@ -114,6 +114,21 @@ register_scenario(
 
 register_scenario(
     Scenario(
+        name="isolate",
+        description="isolate the leader, then a follower, from the other nodes in both "
+        "directions (iptables on processes; network disconnect on containers), then heal",
+        faults=(
+            FaultSpec(0.15, 0.25, IsolateLeader, relative=True),
+            FaultSpec(0.55, 0.25, IsolateFollower, relative=True),
+        ),
+        max_unavailability_s=MAJORITY_BOUND_S,
+        default_duration_s=40.0,
+        runners=ANY_RUNNER,
+    )
+)
+
+register_scenario(
+    Scenario(
         name="membership",
         description="add a fourth node under load, then remove a random original member",
         faults=(FaultSpec(0.2, 0.4, AddRemoveNode, relative=True),),
