@@ -198,7 +198,7 @@ class ChaosCluster(abc.ABC):
     @property
     @abc.abstractmethod
     def network(self) -> NetworkController:
-        """The controller that cuts traffic between this cluster's nodes."""
+        """Return the controller that cuts traffic between this cluster's nodes."""
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -358,9 +358,9 @@ class RunContext:
     log: logging.Logger
     # Free-form state a fault keeps between inject() and heal(), keyed by fault id.
     state: dict[int, Any] = field(default_factory=dict)
-    # The runner holds it around each inject(), so two faults whose start
-    # times passed while they waited for a healthy cluster act one after the
-    # other and do not pick the same node.
+    # The runner acquires it around each inject(). Two faults whose start times
+    # passed while they waited for a healthy cluster then act one after the other
+    # and do not pick the same node.
     inject_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 

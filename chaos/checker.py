@@ -220,7 +220,7 @@ def check(logs: RunLogs, max_unavailability_s: float | None) -> CheckResult:
     for node, reason in sorted(logs.node_errors.items()):
         found.add(ViolationKind.NODE_UNREADABLE, node, f"node {node} could not be read: {reason}")
         if "unknown_topic" in reason and node not in logs.nodes:
-            # The node answers but has no topic: everything acknowledged is gone from it.
+            # The node responds but has no topic, so everything acknowledged is gone from it.
             _check_acks(node, logs, found)
     for node, partitions in sorted(logs.nodes.items()):
         for partition, log in sorted(partitions.items()):

@@ -28,7 +28,7 @@ STOP_WAIT_S = 30.0
 
 
 class ConsumerSettings:
-    """What every consumer of a run shares: where to connect, what to read, where to log."""
+    """Settings every consumer of a run shares: where to connect, what to read, where to log."""
 
     def __init__(
         self,

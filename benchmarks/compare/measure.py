@@ -1,4 +1,4 @@
-"""What the client processes share: workload settings, payloads, percentiles and results.
+"""Shared parts of the client processes: workload settings, payloads, percentiles and results.
 
 A payload is ``size`` bytes. Its first 16 bytes are the send time
 (``time.monotonic_ns()``, 8 bytes big-endian) and a sequence number

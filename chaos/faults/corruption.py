@@ -15,9 +15,9 @@ identical records and that every acknowledged record is present once.
   node's Raft journal. An uncommitted record is a torn write and is cut.
   A committed one makes the node refuse to start, because cutting it could
   lose a committed entry on a majority. Heal then does what the node's
-  error message directs an operator to do: it moves the node's Raft directory
+  error message tells an operator to do. It moves the node's Raft directory
   and its partition logs aside (kept under the run's output directory) and
-  starts the node, which installs the leader's snapshot and copies the
+  starts the node. The node installs the leader's snapshot and copies the
   records from its peers.
 - :class:`ShrinkSegments` sets a small ``segment.bytes`` on the run's topic,
   so that a short run has closed segments to damage.
@@ -362,7 +362,7 @@ class JournalDamage(_DamageFault):
                 shutil.move(node.data_dir / name, moved / name)
         victim.details["moved_to"] = str(moved)
         ctx.log.info(
-            "node refused to start on a damaged committed journal entry node=%s; moved its "
+            "node failed to start on a damaged committed journal entry node=%s; moved its "
             "raft and logs directories to %s and restarting it",
             node.name,
             moved,

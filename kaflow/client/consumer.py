@@ -93,7 +93,7 @@ class AsyncConsumer(PartitionReader):
         )
         super().__init__(transport, group_id, auto_offset_reset, max_partition_fetch_bytes)
         self.group_instance_id = group_instance_id
-        # Without a name, members are told apart in `kaflow group describe` by host and process.
+        # Without a name, `kaflow group describe` shows the host and process id of each member.
         self.client_id = client_id or f"kaflow-{socket.gethostname()}-{os.getpid()}"
         self.enable_auto_commit = enable_auto_commit
         self.auto_commit_interval_ms = auto_commit_interval_ms

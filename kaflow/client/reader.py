@@ -233,7 +233,7 @@ class PartitionReader:
             body = await self._transport.request("GET", path, params=params)
         except OffsetOutOfRangeError as error:
             if not await self._out_of_range(tp, position, error):
-                # Another node holds the position: this node is behind.
+                # Another node has records at the position, so this node is behind.
                 self._transport.rotate()
                 return tp, []
             if self.auto_offset_reset == "error":
@@ -256,7 +256,7 @@ class PartitionReader:
         """Tell whether ``position`` is really out of range, before a reset moves it.
 
         Below the log start offset it is: no node brings deleted records back.
-        Above the high watermark the answering node may only be behind (it
+        Above the high watermark the responding node may only be behind (it
         restarted and is still applying, or it is cut off from the leader), so
         the position counts as out of range only when a majority of the nodes
         answer and none of them has the partition's end at or beyond it.

@@ -112,7 +112,7 @@ class Reconciler:
             membership.raise_loop_error()
         except KaflowError as error:
             if error.code == "fenced_instance_id" and self._owned():
-                # Another consumer holds this static identity now: drop everything, never rejoin.
+                # Another consumer uses this static identity now: drop all, never rejoin.
                 await self._lose_all()
             raise
         if membership.state in (MemberState.FENCED, MemberState.LEFT):

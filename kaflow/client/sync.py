@@ -43,7 +43,7 @@ __all__ = ["Admin", "Consumer", "Producer"]
 T = TypeVar("T")
 JsonObject = dict[str, Any]
 
-# Longest wait for abandoned calls to end when a blocking client closes.
+# Maximum wait for abandoned calls to end when a blocking client closes.
 _STOP_TIMEOUT_S = 5.0
 
 

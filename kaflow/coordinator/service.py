@@ -214,8 +214,8 @@ class GroupCoordinator:
             record = state.group_record(group) or GroupRecord(group)
             outcome = change(record, self._context(state, record, group))
             if outcome.record == record:
-                # NOTE: answered without a Raft round trip, so a deposed leader that has not
-                # noticed yet can confirm an assignment the new leader changed; commits are
+                # NOTE: served without a Raft round trip, so a deposed leader that has not
+                # noticed yet can confirm an assignment the new leader changed. Commits are
                 # still fenced at apply.
                 return record, outcome
             result = await self._replica.propose(

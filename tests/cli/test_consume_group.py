@@ -74,7 +74,8 @@ def test_consume_group_members_share_partitions(node: NodeProcess) -> None:
     for process in processes:
         assert process.stderr is not None
         errors = process.stderr.read().decode()
-        assert "Traceback" not in errors and "Task was destroyed" not in errors, errors
+        assert "Traceback" not in errors, errors
+        assert "Task was destroyed" not in errors, errors
     printed = [(line["partition"], line["offset"]) for output in outputs for line in output.lines]
     assert sorted(printed) == sorted((i % 4, i // 4) for i in range(40))
     by_member = [{line["partition"] for line in output.lines} for output in outputs]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -13,11 +12,12 @@ from kaflow.cli.group import format_group
 from tests.cli.cli_runner import describe, run_kaflow
 from tests.cli.test_exit_codes import closed_port_url
 from tests.cluster_harness import ClusterProcess
-from tests.harness import HttpError, NodeProcess, wait_until
+from tests.group_requests import commit, committed, join, leave
+from tests.harness import NodeProcess, wait_until
 
 # Record timestamps in seed_topic: offset N has timestamp (N + 1) * 1000 ms.
 TIMESTAMP_STEP_MS = 1000
-JOIN_TIMEOUT_S = 30.0
+CLIENT_ID = "cli-test"
 
 
 def kaflow(node: NodeProcess, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -40,43 +40,10 @@ def seed_topic(node: NodeProcess, topic: str, counts: tuple[int, ...] = (5, 3)) 
         node.post(f"/v1/topics/{topic}/records", {"records": records})
 
 
-def commit(node: NodeProcess, group: str, topic: str, offsets: dict[int, int]) -> None:
-    body = {"offsets": [{"topic": topic, "partition": p, "offset": o} for p, o in offsets.items()]}
-    node.post(f"/v1/groups/{group}/offsets", body)
-
-
-def join(node: NodeProcess, group: str, topic: str) -> dict[str, Any]:
-    """Make a member active by sending a join heartbeat directly; return the response."""
-    body = {"member_id": None, "member_epoch": 0, "topics": [topic], "client_id": "cli-test"}
-    responses: list[dict[str, Any]] = []
-
-    def joined() -> bool:
-        # A node that has just become leader rejects heartbeats with a retriable error.
-        try:
-            responses.append(node.post(f"/v1/groups/{group}/heartbeat", body))
-        except HttpError as error:
-            if not (isinstance(error.body, dict) and error.body["error"]["retriable"]):
-                raise
-            return False
-        return True
-
-    wait_until(joined, JOIN_TIMEOUT_S, f"join of group {group}")
-    return responses[0]
-
-
-def leave(node: NodeProcess, group: str, member_id: str) -> None:
-    node.post(f"/v1/groups/{group}/heartbeat", {"member_id": member_id, "member_epoch": -1})
-
-
-def committed(node: NodeProcess, group: str) -> dict[tuple[str, int], int]:
-    offsets = node.get(f"/v1/groups/{group}/offsets")["offsets"]
-    return {(o["topic"], o["partition"]): o["offset"] for o in offsets}
-
-
 def test_group_list_table_and_json(shared_node: NodeProcess) -> None:
     seed_topic(shared_node, "list-topic")
     commit(shared_node, "list-idle", "list-topic", {0: 1})
-    join(shared_node, "list-active", "list-topic")
+    join(shared_node, "list-active", "list-topic", CLIENT_ID)
 
     table = kaflow(shared_node, "group", "list")
     as_json = kaflow(shared_node, "group", "list", "--output", "json")
@@ -99,7 +66,7 @@ def test_group_list_table_and_json(shared_node: NodeProcess) -> None:
 def test_group_describe_lag_and_owner(shared_node: NodeProcess) -> None:
     seed_topic(shared_node, "describe-topic", counts=(5, 3))
     commit(shared_node, "describe-group", "describe-topic", {0: 2, 1: 3})
-    member = join(shared_node, "describe-group", "describe-topic")
+    member = join(shared_node, "describe-group", "describe-topic", CLIENT_ID)
     member_id, epoch = member["member_id"], str(member["group_epoch"])
 
     result = kaflow(shared_node, "group", "describe", "describe-group")
@@ -153,7 +120,7 @@ def test_group_describe_lag_and_owner(shared_node: NodeProcess) -> None:
 def test_group_describe_one_section(shared_node: NodeProcess, flag: str, header: list[str]) -> None:
     seed_topic(shared_node, f"section{flag}", counts=(2,))
     commit(shared_node, f"section{flag}", f"section{flag}", {0: 1})
-    join(shared_node, f"section{flag}", f"section{flag}")
+    join(shared_node, f"section{flag}", f"section{flag}", CLIENT_ID)
 
     result = kaflow(shared_node, "group", "describe", f"section{flag}", flag)
 
@@ -201,7 +168,7 @@ def test_group_describe_unknown_group(shared_node: NodeProcess) -> None:
 def test_group_delete_rejected_while_active(shared_node: NodeProcess) -> None:
     seed_topic(shared_node, "delete-topic")
     commit(shared_node, "delete-group", "delete-topic", {0: 1})
-    member = join(shared_node, "delete-group", "delete-topic")
+    member = join(shared_node, "delete-group", "delete-topic", CLIENT_ID)
 
     rejected = kaflow(shared_node, "group", "delete", "delete-group")
     leave(shared_node, "delete-group", member["member_id"])
@@ -301,7 +268,7 @@ def test_group_reset_chosen_partitions(
 def test_group_reset_rejected_while_active(shared_node: NodeProcess) -> None:
     seed_topic(shared_node, "reset-active")
     commit(shared_node, "reset-active", "reset-active", {0: 3, 1: 1})
-    join(shared_node, "reset-active", "reset-active")
+    join(shared_node, "reset-active", "reset-active", CLIENT_ID)
 
     dry_run = kaflow(
         shared_node, "group", "reset-offsets", "reset-active", "--topic", "reset-active",
@@ -456,7 +423,7 @@ def test_group_commands_through_follower(tmp_path: Path) -> None:
         follower = next(member for member in cluster.members if member is not leader)
         seed_topic(leader, "via-follower", counts=(3,))
         commit(leader, "via-follower", "via-follower", {0: 1})
-        member = join(leader, "via-follower", "via-follower")
+        member = join(leader, "via-follower", "via-follower", CLIENT_ID)
 
         def follower_sees_member() -> bool:
             result = kaflow(follower, "group", "describe", "via-follower", "--members")

@@ -20,11 +20,12 @@ from kaflow.errors import (
     KaflowError,
     UnknownGroupError,
 )
-from tests.harness import HttpError, NodeProcess, wait_until
+from tests.group_requests import commit, committed, join, leave
+from tests.harness import NodeProcess
 
 # Record timestamps of partition 0 in seed_topic: offset N has timestamp (N + 1) * 1000 ms.
 TIMESTAMP_STEP_MS = 1000
-JOIN_TIMEOUT_S = 30.0
+CLIENT_ID = "test-client"
 
 
 @pytest.fixture(scope="module")
@@ -51,43 +52,10 @@ def seed_topic(node: NodeProcess, topic: str, counts: tuple[int, ...] = (5, 3)) 
             node.post(f"/v1/topics/{topic}/records", {"records": records})
 
 
-def commit(node: NodeProcess, group: str, topic: str, offsets: dict[int, int]) -> None:
-    body = {"offsets": [{"topic": topic, "partition": p, "offset": o} for p, o in offsets.items()]}
-    node.post(f"/v1/groups/{group}/offsets", body)
-
-
-def join(node: NodeProcess, group: str, topic: str) -> dict[str, Any]:
-    """Join ``group`` as a new member through the heartbeat endpoint and return the response."""
-    body = {"member_id": None, "member_epoch": 0, "topics": [topic], "client_id": "test-client"}
-    responses: list[dict[str, Any]] = []
-
-    def joined() -> bool:
-        # A node that has just become leader rejects heartbeats with a retriable error.
-        try:
-            responses.append(node.post(f"/v1/groups/{group}/heartbeat", body))
-        except HttpError as error:
-            if not (isinstance(error.body, dict) and error.body["error"]["retriable"]):
-                raise
-            return False
-        return True
-
-    wait_until(joined, JOIN_TIMEOUT_S, f"join of group {group}")
-    return responses[0]
-
-
-def leave(node: NodeProcess, group: str, member_id: str) -> None:
-    node.post(f"/v1/groups/{group}/heartbeat", {"member_id": member_id, "member_epoch": -1})
-
-
-def committed(node: NodeProcess, group: str) -> dict[tuple[str, int], int]:
-    offsets = node.get(f"/v1/groups/{group}/offsets")["offsets"]
-    return {(o["topic"], o["partition"]): o["offset"] for o in offsets}
-
-
 async def test_list_groups_returns_summaries(shared_node: NodeProcess) -> None:
     seed_topic(shared_node, "list-topic")
     commit(shared_node, "list-idle", "list-topic", {0: 1})
-    join(shared_node, "list-active", "list-topic")
+    join(shared_node, "list-active", "list-topic", CLIENT_ID)
 
     async with AsyncAdmin(shared_node.url) as admin:
         listings = await admin.list_groups()
@@ -103,7 +71,7 @@ async def test_list_groups_returns_summaries(shared_node: NodeProcess) -> None:
 async def test_describe_group_lag_and_owner(shared_node: NodeProcess) -> None:
     seed_topic(shared_node, "describe-topic", counts=(5, 3))
     commit(shared_node, "describe-group", "describe-topic", {0: 2, 1: 3})
-    member = join(shared_node, "describe-group", "describe-topic")
+    member = join(shared_node, "describe-group", "describe-topic", CLIENT_ID)
 
     async with AsyncAdmin(shared_node.url) as admin:
         described = await admin.describe_group("describe-group")
@@ -132,7 +100,7 @@ async def test_describe_group_lag_and_owner(shared_node: NodeProcess) -> None:
 
 async def test_describe_group_owned_without_commit(shared_node: NodeProcess) -> None:
     seed_topic(shared_node, "uncommitted-topic", counts=(4,))
-    member = join(shared_node, "uncommitted-group", "uncommitted-topic")
+    member = join(shared_node, "uncommitted-group", "uncommitted-topic", CLIENT_ID)
 
     async with AsyncAdmin(shared_node.url) as admin:
         described = await admin.describe_group("uncommitted-group")
@@ -166,7 +134,7 @@ async def test_describe_unknown_group_raises(shared_node: NodeProcess) -> None:
 async def test_delete_group_rejected_while_active(shared_node: NodeProcess) -> None:
     seed_topic(shared_node, "delete-topic")
     commit(shared_node, "delete-group", "delete-topic", {0: 1})
-    member = join(shared_node, "delete-group", "delete-topic")
+    member = join(shared_node, "delete-group", "delete-topic", CLIENT_ID)
 
     async with AsyncAdmin(shared_node.url) as admin:
         with pytest.raises(GroupNotEmptyError):
@@ -253,7 +221,7 @@ async def test_reset_offsets_without_commit(shared_node: NodeProcess) -> None:
 async def test_reset_offsets_rejected_while_active(shared_node: NodeProcess) -> None:
     seed_topic(shared_node, "reset-active")
     commit(shared_node, "reset-active", "reset-active", {0: 3, 1: 1})
-    join(shared_node, "reset-active", "reset-active")
+    join(shared_node, "reset-active", "reset-active", CLIENT_ID)
 
     async with AsyncAdmin(shared_node.url) as admin:
         plan = await admin.reset_group_offsets("reset-active", "reset-active", "earliest")

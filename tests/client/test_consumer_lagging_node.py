@@ -1,7 +1,7 @@
-"""A node that is behind answers offset_out_of_range; the consumer must not reset on its word.
+"""A node that is behind returns offset_out_of_range; the consumer must not reset on that alone.
 
-Two single nodes stand in for two members of one cluster: ``behind`` holds
-3 records of the partition and ``current`` holds 10. The consumer's node
+Two single nodes stand in for two members of one cluster: ``behind`` contains
+3 records of the partition and ``current`` contains 10. The consumer's node
 list names both, as discovery would for a cluster.
 """
 
